@@ -1,0 +1,62 @@
+"""The ``course`` command (also ``python -m course``).
+
+Each sub-command lives in the module that implements it; this file only parses arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``course`` command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    return int(args.run(args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(prog="course", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    doctor = sub.add_parser("doctor", help="check that this machine can run the course")
+    doctor.set_defaults(run=_doctor)
+
+    train = sub.add_parser("train-pocket", help="train the pocket CLIP from scratch")
+    train.add_argument("--out", required=True, help="folder to save the trained model in")
+    train.add_argument("--steps", type=int, default=None, help="optimizer steps")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--quick", action="store_true",
+                       help="a smaller model trained for 1-2 minutes (the notebook demo)")
+    train.set_defaults(run=_train_pocket)
+    return parser
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from course.doctor import run_checks
+
+    return run_checks()
+
+
+def _train_pocket(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from course.pocket.train import QUICK, PocketConfig, train_pocket
+
+    config = QUICK if args.quick else PocketConfig()
+    config = replace(config, seed=args.seed, steps=args.steps or config.steps)
+    result = train_pocket(args.out, config)
+    print(f"trained {config.steps} steps in {result.seconds / 60:.1f} min; "
+          f"final loss {sum(result.losses[-50:]) / len(result.losses[-50:]):.3f}; saved to {args.out}")
+    print((__import__("pathlib").Path(args.out) / "training.json").read_text())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

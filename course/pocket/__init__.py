@@ -1,0 +1,1 @@
+"""The pocket CLIP: a small, offline, reproducibly trained CLIP shipped with the course."""
