@@ -24,10 +24,24 @@ _EXPORTS = {
     "recall_at_k": "course.retrieval",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CLIP",
+    "EmbeddingIndex",
+    "ModelNotAvailableError",
+    "ZeroShotClassifier",
+    "clip_loss",
+    "encode_images",
+    "encode_texts",
+    "load_clip",
+    "recall_at_k",
+]
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover - lets type checkers and IDEs see the lazy names
+    from course.embeddings import encode_images, encode_texts
+    from course.losses import clip_loss
     from course.models import CLIP, ModelNotAvailableError, load_clip
+    from course.retrieval import EmbeddingIndex, recall_at_k
+    from course.zeroshot import ZeroShotClassifier
 
 
 def __getattr__(name: str) -> Any:

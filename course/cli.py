@@ -28,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check that this machine can run the course")
     doctor.set_defaults(run=_doctor)
 
+    lab = sub.add_parser("lab", help="start JupyterLab on the course notebooks")
+    lab.add_argument("--dir", default=None, help="folder to serve (default: the notebooks/ folder)")
+    lab.add_argument("--port", type=int, default=None, help="port to listen on (127.0.0.1 only)")
+    lab.add_argument("--token", default=None, help="access token (default: a random one)")
+    lab.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    lab.set_defaults(run=_lab)
+
     train = sub.add_parser("train-pocket", help="train the pocket CLIP from scratch")
     train.add_argument("--out", required=True, help="folder to save the trained model in")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps")
@@ -35,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quick", action="store_true",
                        help="a smaller model trained for 1-2 minutes (the notebook demo)")
     train.set_defaults(run=_train_pocket)
+
+    from course import instructor, progress  # light imports: heavy ones happen when a command runs
+
+    progress.register_cli(sub)
+    instructor.register_cli(sub)
     return parser
 
 
@@ -42,6 +54,12 @@ def _doctor(args: argparse.Namespace) -> int:
     from course.doctor import run_checks
 
     return run_checks()
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from course.lab import run_lab
+
+    return run_lab(args.dir, port=args.port, token=args.token, no_browser=args.no_browser)
 
 
 def _train_pocket(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ _EXPORTS = {
     "load_image": "course.data.images",
     "load_image_folder": "course.data.images",
     "ImageLoadError": "course.data.images",
+    "load_labelled_folder": "course.data.images",
 }
 
 

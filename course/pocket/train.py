@@ -15,11 +15,13 @@ contrastive loss, AdamW and a one-cycle learning-rate schedule.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +38,6 @@ from course.models import CLIP, image_features, image_processor_class, text_feat
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 #: Captions the pocket model reads also include the standard CLIP prompt.
 POCKET_TEMPLATES: list[str] = [*shapes.TEMPLATES, "a photo of a {color} {shape}."]
-EVAL_TEMPLATE = "a photo of a {}."
 
 
 @dataclass(frozen=True)
@@ -72,44 +73,72 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def build_tokenizer(corpus: Iterable[str]) -> Any:
+def build_tokenizer(corpus: Iterable[str], num_merges: int = 1000) -> Any:
     """A CLIP byte-level BPE tokenizer whose merges are learned from ``corpus``.
 
     The vocabulary is laid out like OpenAI's: the 256 byte symbols, the same with the
     end-of-word marker ``</w>``, the learned merges, then the two special tokens last.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import pre_tokenizers
     from transformers import CLIPTokenizer
 
-    # Learn merges with the same word splitting CLIP uses (lower-cased words and punctuation).
-    trainer_tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
-    trainer_tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
-    trainer = trainers.BpeTrainer(
-        vocab_size=1000, min_frequency=1, end_of_word_suffix="</w>", show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    trainer_tok.train_from_iterator((c.lower() for c in corpus), trainer)
-    merges = [tuple(m) if not isinstance(m, str) else tuple(m.split(" "))
-              for m in json.loads(trainer_tok.to_str())["model"]["merges"]]
+    # Split words exactly as CLIPTokenizer will (lower-case, byte-level symbols).
+    splitter = CLIPTokenizer(vocab={BOS: 0, EOS: 1}, merges=[]).backend_tokenizer
+    word_counts: Counter[str] = Counter()
+    for text in corpus:
+        normalized = splitter.normalizer.normalize_str(text)
+        word_counts.update(w for w, _ in splitter.pre_tokenizer.pre_tokenize_str(normalized))
+    merges = learn_bpe_merges(word_counts, num_merges)
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab: dict[str, int] = {}
     for token in alphabet + [a + "</w>" for a in alphabet]:
         vocab.setdefault(token, len(vocab))
-    kept = []
     for a, b in merges:
-        if a in vocab and b in vocab and a + b not in vocab:
-            vocab[a + b] = len(vocab)
-            kept.append(f"{a} {b}")
+        vocab.setdefault(a + b, len(vocab))
     vocab[BOS] = len(vocab)
     vocab[EOS] = len(vocab)
     # Going through vocab.json/merges.txt files works the same in transformers v4 and v5.
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "vocab.json").write_text(json.dumps(vocab))
-        Path(tmp, "merges.txt").write_text("#version: 0.2\n" + "\n".join(kept) + "\n")
+        lines = [f"{a} {b}" for a, b in merges]
+        Path(tmp, "merges.txt").write_text("#version: 0.2\n" + "\n".join(lines) + "\n")
         return CLIPTokenizer.from_pretrained(tmp)
+
+
+def learn_bpe_merges(word_counts: Counter[str], num_merges: int) -> list[tuple[str, str]]:
+    """Byte-pair-encoding merges (Sennrich et al., 2016) with a deterministic tie-break.
+
+    ``tokenizers``' own trainer breaks ties between equally frequent pairs in hash order, which
+    changes from process to process; ties here go to the alphabetically first pair, so the same
+    corpus always gives the same vocabulary and therefore reproducible weights.
+    """
+    words = {tuple(w[:-1]) + (w[-1] + "</w>",): n for w, n in word_counts.items() if w}
+    merges: list[tuple[str, str]] = []
+    for _ in range(num_merges):
+        pairs: Counter[tuple[str, str]] = Counter()
+        for symbols, n in words.items():
+            for pair in itertools.pairwise(symbols):
+                pairs[pair] += n
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        words = {_merge(symbols, best): n for symbols, n in words.items()}
+    return merges
+
+
+def _merge(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    out: list[str] = []
+    i = 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(symbols[i] + symbols[i + 1])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return tuple(out)
 
 
 def build_model(config: PocketConfig, tokenizer: Any) -> Any:
@@ -262,7 +291,10 @@ def save(result: TrainResult, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     result.clip.model.save_pretrained(out, safe_serialization=True)
     result.clip.processor.save_pretrained(out)
-    scores = evaluate_zero_shot(result.clip)
+    from course.pocket.evaluate import evaluate_other_renderer, evaluate_zero_shot
+
+    scores = {**evaluate_zero_shot(result.clip),
+              "other_renderer_top1": evaluate_other_renderer(result.clip)}
     n_params = sum(p.numel() for p in result.clip.model.parameters())
     record = {
         "config": asdict(result.config),
@@ -273,28 +305,3 @@ def save(result: TrainResult, out: Path) -> None:
         "torch": torch.__version__,
     }
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-
-
-@torch.inference_mode()
-def evaluate_zero_shot(
-    clip: CLIP, n: int = 2000, seed: int = 10_001, template: str = EVAL_TEMPLATE,
-    domain: shapes.Domain = "clean",
-) -> dict[str, float]:
-    """48-way colour-shape zero-shot top-1 on fresh images, split into seen and held-out pairs."""
-    model, tok = clip.model, clip.processor.tokenizer
-    names = shapes.class_names()
-    tokens = tok([template.format(c) for c in names], padding=True, return_tensors="pt")
-    txt = F.normalize(text_features(model, tokens["input_ids"].to(clip.device),
-                                    tokens["attention_mask"].to(clip.device)), dim=-1)
-    scores: dict[str, float] = {}
-    for split in ("seen", "heldout"):
-        data = shapes.generate(n // 2, seed=seed, split=split, domain=domain)
-        correct = 0
-        for lo in range(0, len(data), 256):
-            chunk = data.images[lo:lo + 256]
-            px = clip.processor(images=chunk, return_tensors="pt")["pixel_values"].to(clip.device)
-            img = F.normalize(image_features(model, px), dim=-1)
-            pred = (img @ txt.T).argmax(1).cpu().numpy()
-            correct += int((pred == data.targets(names)[lo:lo + 256]).sum())
-        scores[f"{split}_top1"] = round(correct / len(data), 4)
-    return scores

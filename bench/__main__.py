@@ -1,0 +1,44 @@
+"""``python -m bench [zeroshot|retrieval|encoding ...] [--quick]``: run benchmarks, print tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime, timezone
+
+BENCHMARKS = ("zeroshot", "retrieval", "encoding")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen benchmarks (all by default) and print their tables."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"any of {', '.join(BENCHMARKS)} (default: all)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, for a smoke test (figures are not representative)")
+    args = parser.parse_args(argv)
+    names = args.names or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from importlib import import_module
+
+    from bench import common
+
+    start = time.perf_counter()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# Benchmarks ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n")
+    print(f"`python -m bench {' '.join(sys.argv[1:])}`".replace("  ", " "))
+    print(f"\n{common.machine()}; load average at start {load:.1f}\n", flush=True)
+    for name in names:
+        import_module(f"bench.{name}").run(quick=args.quick)
+    print(f"total {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Exercises with instant feedback, one module per notebook (``from course.exercises import nb02 as ex``).
+
+Each module defines exercises ``q1``, ``q2``… (see ``core``); ``get_exercise("nb02.q1")`` finds one by id.
+``example.py`` is the template. To add an exercise to notebook NN:
+
+1. in ``course/exercises/nbNN.py``: the reference function (named as the learner's will be) and
+   ``qK = FunctionExercise("nbNN.qK", title, reference=..., cases=..., compare=..., hints=[...])``
+   (or ``ValueExercise`` for a value held in a notebook variable);
+2. in the notebook: a stub cell with metadata ``{"course": {"exercise": "nbNN.qK", "role": "stub"}}``
+   whose ``### BEGIN SOLUTION`` / ``### END SOLUTION`` region holds the stub, then a check cell
+   ``{"course": {"exercise": "nbNN.qK", "role": "check"}}`` calling ``ex.qK.check(name)``; later
+   cells use ``ex.qK.use(name)`` under a *new* name (the grader looks up ``name`` itself);
+3. ``course.instructor.markup_problems(nb)`` must return nothing (a test should assert it).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from course.exercises.core import (
+    Case,
+    CheckResult,
+    Exercise,
+    Feedback,
+    FunctionExercise,
+    Outcome,
+    ValueExercise,
+    close,
+    disable_solutions,
+    equal,
+    same_items,
+    solutions_disabled,
+)
+
+__all__ = [
+    "Case",
+    "CheckResult",
+    "Exercise",
+    "Feedback",
+    "FunctionExercise",
+    "Outcome",
+    "ValueExercise",
+    "close",
+    "disable_solutions",
+    "equal",
+    "exercises_in",
+    "get_exercise",
+    "same_items",
+    "solutions_disabled",
+]
+
+
+def get_exercise(exercise_id: str) -> Exercise:
+    """The exercise with id ``"<module>.<name>"`` (e.g. ``"example.q1"``)."""
+    module_name, _, name = exercise_id.rpartition(".")
+    if not module_name or not name:
+        raise ValueError(f"exercise id {exercise_id!r} is not of the form '<module>.<name>'")
+    try:
+        module = import_module(f"course.exercises.{module_name}")
+    except ModuleNotFoundError as error:
+        raise KeyError(f"no exercise module course.exercises.{module_name} "
+                       f"(for exercise {exercise_id!r})") from error
+    exercise = getattr(module, name, None)
+    if not isinstance(exercise, Exercise) or exercise.id != exercise_id:
+        raise KeyError(f"course.exercises.{module_name} has no exercise {exercise_id!r}")
+    return exercise
+
+
+def exercises_in(module_name: str) -> list[Exercise]:
+    """Every exercise defined in ``course.exercises.<module_name>``, in definition order."""
+    module = import_module(f"course.exercises.{module_name}")
+    return [value for value in vars(module).values() if isinstance(value, Exercise)]

@@ -1,0 +1,155 @@
+"""CLIP's symmetric contrastive (InfoNCE) loss, and the teaching variants the notebooks compare.
+
+For a batch of ``N`` matching pairs with L2-normalised embeddings ``x_i`` (images) and ``y_j``
+(texts) and temperature ``t``, the logits are ``s_ij = x_i . y_j / t`` and
+
+    loss = 1/2 * [ mean_i CE(s_i., i)  +  mean_j CE(s_.j, j) ]
+
+the image->text and text->image cross-entropies with the matching pair as the target class.
+
+The temperature can be given as ``temperature=t`` (a float or a tensor) or, as CLIP learns it,
+as the inverse temperature ``logit_scale=1/t``. With the learnable parameter of a
+``transformers.CLIPModel`` (which stores its log), pass ``logit_scale=model.logit_scale.exp()``;
+gradients flow into it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+#: CLIP's initial temperature (``logit_scale`` starts at ``log(1 / 0.07)``).
+DEFAULT_TEMPERATURE = 0.07
+
+Scalar = float | torch.Tensor
+
+
+def similarity_logits(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    temperature: Scalar | None = None,
+    *,
+    logit_scale: Scalar | None = None,
+) -> torch.Tensor:
+    """Cosine similarities divided by the temperature: ``(N_images, N_texts)`` logits.
+
+    Inputs are L2-normalised here, so raw projections work as well as normalised embeddings.
+    """
+    _check_embeds(image_embeds, text_embeds, same_batch=False)
+    scale = _inverse_temperature(temperature, logit_scale)
+    image_embeds = F.normalize(image_embeds, dim=-1)
+    text_embeds = F.normalize(text_embeds, dim=-1)
+    return scale * image_embeds @ text_embeds.T
+
+
+def clip_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    temperature: Scalar | None = None,
+    *,
+    logit_scale: Scalar | None = None,
+) -> torch.Tensor:
+    """Symmetric InfoNCE loss of CLIP for ``N`` matching image-text pairs.
+
+    Args:
+        image_embeds: ``(N, D)`` image embeddings; row ``i`` matches ``text_embeds[i]``.
+        text_embeds: ``(N, D)`` text embeddings.
+        temperature: ``t`` in ``cos / t``, a positive float or scalar tensor
+            (default :data:`DEFAULT_TEMPERATURE`, 0.07).
+        logit_scale: the inverse temperature ``1 / t`` instead, e.g.
+            ``model.logit_scale.exp()``. Give ``temperature`` or ``logit_scale``, not both.
+
+    Returns:
+        Scalar tensor: the mean of the image->text and text->image cross-entropies.
+    """
+    _check_embeds(image_embeds, text_embeds, same_batch=True)
+    logits = similarity_logits(image_embeds, text_embeds, temperature, logit_scale=logit_scale)
+    targets = torch.arange(len(logits), device=logits.device)
+    image_to_text = F.cross_entropy(logits, targets)
+    text_to_image = F.cross_entropy(logits.T, targets)
+    return (image_to_text + text_to_image) / 2
+
+
+def one_directional_clip_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    temperature: Scalar | None = None,
+    *,
+    logit_scale: Scalar | None = None,
+) -> torch.Tensor:
+    """Image->text cross-entropy only: half of CLIP's loss, kept to show what the other half adds.
+
+    It never asks a text to pick its image out of the batch, so several texts may collapse onto
+    the same image without penalty.
+    """
+    _check_embeds(image_embeds, text_embeds, same_batch=True)
+    logits = similarity_logits(image_embeds, text_embeds, temperature, logit_scale=logit_scale)
+    return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+
+
+def clip_loss_loop(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    temperature: Scalar | None = None,
+    *,
+    logit_scale: Scalar | None = None,
+) -> torch.Tensor:
+    """The same loss as :func:`clip_loss`, written out pair by pair (slow; for reading and tests)."""
+    _check_embeds(image_embeds, text_embeds, same_batch=True)
+    scale = _inverse_temperature(temperature, logit_scale)
+    n = len(image_embeds)
+    images = [v / v.norm() for v in image_embeds]
+    texts = [v / v.norm() for v in text_embeds]
+    s = [[scale * torch.dot(images[i], texts[j]) for j in range(n)] for i in range(n)]
+
+    total = image_embeds.new_zeros(())
+    for i in range(n):  # image i must pick text i out of all texts
+        total = total - (s[i][i] - torch.logsumexp(torch.stack(s[i]), dim=0))
+    for j in range(n):  # text j must pick image j out of all images
+        column = torch.stack([s[i][j] for i in range(n)])
+        total = total - (s[j][j] - torch.logsumexp(column, dim=0))
+    return total / (2 * n)
+
+
+def _inverse_temperature(temperature: Scalar | None, logit_scale: Scalar | None) -> Scalar:
+    if temperature is not None and logit_scale is not None:
+        raise ValueError("give either temperature or logit_scale (= 1 / temperature), not both")
+    if logit_scale is not None:
+        _check_positive(logit_scale, "logit_scale")
+        return logit_scale
+    t = DEFAULT_TEMPERATURE if temperature is None else temperature
+    _check_positive(t, "temperature")
+    return 1.0 / t
+
+
+def _check_positive(value: Scalar, name: str) -> None:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+        number = float(value.detach())
+    elif isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        raise TypeError(f"{name} must be a float or a scalar tensor, got {type(value).__name__}")
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"{name} must be positive and finite, got {number}")
+
+
+def _check_embeds(image_embeds: torch.Tensor, text_embeds: torch.Tensor, *, same_batch: bool) -> None:
+    for name, x in (("image_embeds", image_embeds), ("text_embeds", text_embeds)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (N, D), got shape {tuple(x.shape)}")
+        if len(x) == 0:
+            raise ValueError(f"{name} is empty")
+    if image_embeds.shape[1] != text_embeds.shape[1]:
+        raise ValueError(
+            f"embedding sizes differ: image_embeds are {image_embeds.shape[1]}-d, "
+            f"text_embeds {text_embeds.shape[1]}-d"
+        )
+    if same_batch and len(image_embeds) != len(text_embeds):
+        raise ValueError(
+            f"the loss needs matching pairs: got {len(image_embeds)} images and "
+            f"{len(text_embeds)} texts"
+        )

@@ -1,0 +1,313 @@
+"""course.data.images: every Pillow mode comes out RGB, and every bad file gets a clear error."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from course.data import ImageLoadError, load_image, load_image_folder, load_labelled_folder
+
+WHITE, BLACK, RED = (255, 255, 255), (0, 0, 0), (255, 0, 0)
+
+
+def _save(image: Image.Image, path: Path, **kwargs) -> Path:
+    image.save(path, **kwargs)
+    return path
+
+
+def _png_bytes(size=(8, 6), color=RED) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+# --- modes -----------------------------------------------------------------------------------
+
+
+def test_rgb_roundtrip(tmp_path):
+    path = _save(Image.new("RGB", (8, 6), RED), tmp_path / "red.png")
+    image = load_image(path)
+    assert image.mode == "RGB" and image.size == (8, 6)
+    assert image.getpixel((3, 3)) == RED
+
+
+def test_rgba_is_composited_on_white_not_black(tmp_path):
+    rgba = Image.new("RGBA", (3, 1), (0, 0, 0, 0))  # fully transparent black
+    rgba.putpixel((1, 0), (255, 0, 0, 255))  # opaque red
+    rgba.putpixel((2, 0), (0, 0, 0, 128))  # half-transparent black
+    image = load_image(_save(rgba, tmp_path / "a.png"))
+    assert image.mode == "RGB"
+    assert image.getpixel((0, 0)) == WHITE
+    assert image.getpixel((1, 0)) == RED
+    assert all(abs(v - 127) <= 1 for v in image.getpixel((2, 0)))
+
+
+def test_la_is_composited_on_white(tmp_path):
+    la = Image.new("LA", (2, 1), (0, 0))
+    la.putpixel((1, 0), (40, 255))
+    image = load_image(_save(la, tmp_path / "la.png"))
+    assert image.getpixel((0, 0)) == WHITE
+    assert image.getpixel((1, 0)) == (40, 40, 40)
+
+
+@pytest.mark.parametrize("fmt", ["png", "gif"])
+def test_palette_with_transparency(tmp_path, fmt):
+    p = Image.new("P", (2, 1), 0)
+    p.putpalette([0, 0, 0, 0, 0, 255] + [0] * (254 * 3))  # index 0 black, index 1 blue
+    p.putpixel((1, 0), 1)
+    p.info["transparency"] = 0
+    path = _save(p, tmp_path / f"p.{fmt}", transparency=0)
+    assert Image.open(path).mode == "P"
+    image = load_image(path)
+    assert image.getpixel((0, 0)) == WHITE  # transparent index, not black
+    assert image.getpixel((1, 0)) == (0, 0, 255)
+
+
+def test_palette_without_transparency(tmp_path):
+    p = Image.new("RGB", (4, 4), (0, 128, 0)).convert("P", palette=Image.Palette.ADAPTIVE)
+    path = _save(p, tmp_path / "p.png")
+    assert Image.open(path).mode == "P"
+    image = load_image(path)
+    assert image.mode == "RGB" and image.getpixel((0, 0)) == (0, 128, 0)
+
+
+def test_grayscale_and_bilevel(tmp_path):
+    gray = load_image(_save(Image.new("L", (2, 2), 77), tmp_path / "l.png"))
+    assert gray.mode == "RGB" and gray.getpixel((0, 0)) == (77, 77, 77)
+    bilevel = Image.new("1", (2, 1), 0)
+    bilevel.putpixel((1, 0), 1)
+    image = load_image(_save(bilevel, tmp_path / "one.png"))
+    assert Image.open(tmp_path / "one.png").mode == "1"
+    assert image.getpixel((0, 0)) == BLACK and image.getpixel((1, 0)) == WHITE
+
+
+def test_16_bit_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 32896, 65535]], dtype=np.uint16)  # 32896 = 128 * 257
+    path = _save(Image.fromarray(values), tmp_path / "deep.png")
+    assert Image.open(path).mode.startswith("I")
+    image = load_image(path)
+    assert [image.getpixel((x, 0))[0] for x in range(3)] == [0, 128, 255]
+
+
+def test_32_bit_integer_image(tmp_path):
+    in_16_bit_range = np.array([[0, 1028, 65535]], dtype=np.int32)
+    image = load_image(_save(Image.fromarray(in_16_bit_range), tmp_path / "i.tif"))
+    assert Image.open(tmp_path / "i.tif").mode == "I"
+    assert [image.getpixel((x, 0))[0] for x in range(3)] == [0, 4, 255]
+    wide = np.array([[-1000, 0, 1000]], dtype=np.int32)  # no natural range: stretched
+    image = load_image(_save(Image.fromarray(wide), tmp_path / "wide.tif"))
+    assert [image.getpixel((x, 0))[0] for x in range(3)] == [0, 128, 255]
+
+
+def test_float_image(tmp_path):
+    unit = np.array([[0.0, 0.5, 1.0]], dtype=np.float32)
+    path = _save(Image.fromarray(unit), tmp_path / "f.tif")
+    assert Image.open(path).mode == "F"
+    assert [load_image(path).getpixel((x, 0))[0] for x in range(3)] == [0, 128, 255]
+    hounsfield = np.array([[-1000.0, 0.0, 1000.0]], dtype=np.float32)
+    image = load_image(_save(Image.fromarray(hounsfield), tmp_path / "hu.tif"))
+    assert [image.getpixel((x, 0))[0] for x in range(3)] == [0, 128, 255]
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "tiff"])
+def test_cmyk(tmp_path, fmt):
+    cmyk = Image.new("CMYK", (8, 8), (255, 0, 0, 0))  # pure cyan ink
+    path = _save(cmyk, tmp_path / f"c.{fmt}", format=fmt.upper())
+    assert Image.open(path).mode == "CMYK"
+    r, g, b = load_image(path).getpixel((4, 4))
+    assert r < 20 and g > 235 and b > 235
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), RED)
+    image.paste((0, 0, 255), (0, 0, 10, 20))  # blue on the left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = _save(image, tmp_path / "phone.jpg", exif=exif, quality=95)
+    assert Image.open(path).size == (40, 20)
+    loaded = load_image(path)
+    assert loaded.size == (20, 40)
+    r, _, b = loaded.getpixel((10, 3))  # the left edge is now the top
+    assert b > 200 and r < 60
+
+
+# --- sources ---------------------------------------------------------------------------------
+
+
+def test_accepts_str_path_bytes_and_file(tmp_path):
+    data = _png_bytes()
+    path = tmp_path / "x.png"
+    path.write_bytes(data)
+    with path.open("rb") as file:
+        loaded = [load_image(str(path)), load_image(path), load_image(data),
+                  load_image(bytearray(data)), load_image(file), load_image(io.BytesIO(data))]
+    assert all(im.mode == "RGB" and im.getpixel((0, 0)) == RED for im in loaded)
+
+
+def test_image_is_fully_loaded_and_file_released(tmp_path):
+    path = tmp_path / "x.png"
+    path.write_bytes(_png_bytes())
+    image = load_image(path)
+    path.unlink()  # fails on Windows while a handle is open; afterwards the pixels must remain
+    assert image.getpixel((0, 0)) == RED
+    assert image.copy().tobytes()[:3] == bytes(RED)
+
+
+def test_wrong_source_types():
+    with pytest.raises(TypeError, match="path, bytes or a binary file"):
+        load_image(42)
+    with pytest.raises(ImageLoadError, match="not binary"):
+        load_image(io.StringIO("text"))
+
+
+# --- bad files -------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageLoadError, match=r"nope\.png.*no such file") as info:
+        load_image(tmp_path / "nope.png")
+    assert isinstance(info.value, ValueError)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ImageLoadError, match=r"empty\.jpg.*empty"):
+        load_image(tmp_path / "empty.jpg")
+    with pytest.raises(ImageLoadError, match="empty"):
+        load_image(b"")
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_truncated_file(tmp_path, fmt):
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    buf = io.BytesIO()
+    noise.save(buf, fmt.upper())
+    path = tmp_path / f"cut.{fmt}"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ImageLoadError, match=rf"cut\.{fmt}.*(damaged|truncated)"):
+        load_image(path)
+
+
+def test_directory(tmp_path):
+    (tmp_path / "photos.png").mkdir()
+    with pytest.raises(ImageLoadError, match=r"photos\.png.*folder"):
+        load_image(tmp_path / "photos.png")
+
+
+def test_not_an_image(tmp_path):
+    (tmp_path / "notes.png").write_text("these are my notes, not a picture")
+    with pytest.raises(ImageLoadError, match=r"notes\.png.*not an image"):
+        load_image(tmp_path / "notes.png")
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    path = _save(Image.new("L", (100, 100)), tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 10,000 pixels is > 2x the limit
+    with pytest.raises(ImageLoadError, match=r"bomb\.png.*too large"):
+        load_image(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)  # Pillow would only warn here
+    with pytest.raises(ImageLoadError, match=r"bomb\.png.*too large"):
+        load_image(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    assert load_image(path).size == (100, 100)
+
+
+def test_limit_is_not_disabled():
+    import course.data.images  # noqa: F401 - importing must not change Pillow's limit
+
+    assert Image.MAX_IMAGE_PIXELS is not None
+
+
+# --- folders ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def messy_folder(tmp_path) -> Path:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    # created out of order on purpose: the result must be sorted
+    _save(Image.new("RGB", (5, 5), RED), folder / "b.png")
+    _save(Image.new("L", (5, 5), 9), folder / "A.JPG")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "fake.jpg").write_text("not really")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+    _save(Image.new("RGB", (5, 5)), folder / ".hidden.png")
+    (folder / "sub").mkdir()
+    _save(Image.new("RGB", (5, 5), WHITE), folder / "sub" / "c.png")
+    return folder
+
+
+def test_folder_loads_good_files_sorted_and_warns_once(messy_folder):
+    with pytest.warns(UserWarning) as record:
+        result = load_image_folder(messy_folder)
+    assert [p.name for p in result.paths] == ["A.JPG", "b.png"]
+    assert len(result) == 2 and all(im.mode == "RGB" for im in result.images)
+    assert result.images[1].getpixel((0, 0)) == RED
+    assert [(p.name, "empty" in reason or "not an image" in reason)
+            for p, reason in result.skipped] == [("empty.png", True), ("fake.jpg", True)]
+    assert [p.name for p in result.ignored] == ["notes.txt"]
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "2 of 4" in message and "empty.png" in message and "fake.jpg" in message
+
+
+def test_folder_recursive(messy_folder):
+    with pytest.warns(UserWarning):
+        result = load_image_folder(messy_folder, recursive=True)
+    assert [p.relative_to(messy_folder).as_posix() for p in result.paths] == [
+        "A.JPG", "b.png", "sub/c.png"]
+
+
+def test_clean_folder_does_not_warn(tmp_path):
+    for i in range(3):
+        _save(Image.new("RGB", (4, 4)), tmp_path / f"{i}.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = load_image_folder(tmp_path)
+    assert len(result) == 3 and result.skipped == []
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(ImageLoadError, match="no such folder"):
+        load_image_folder(tmp_path / "missing")
+    (tmp_path / "file.png").write_bytes(_png_bytes())
+    with pytest.raises(ImageLoadError, match="not a folder"):
+        load_image_folder(tmp_path / "file.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.md").write_text("hi")
+    with pytest.raises(ImageLoadError, match="no image files.*readme.md"):
+        load_image_folder(empty)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"")
+    with pytest.raises(ImageLoadError, match=r"none of its 1 image files.*x\.png"):
+        load_image_folder(broken)
+
+
+def test_labelled_folder(tmp_path):
+    for label, color in [("dogs", RED), ("cats", WHITE)]:
+        (tmp_path / label / "deeper").mkdir(parents=True)
+        _save(Image.new("RGB", (4, 4), color), tmp_path / label / "1.png")
+        _save(Image.new("RGB", (4, 4), color), tmp_path / label / "deeper" / "2.png")
+    (tmp_path / "cats" / "bad.png").write_bytes(b"")
+    _save(Image.new("RGB", (4, 4)), tmp_path / "loose.png")
+    with pytest.warns(UserWarning, match="bad.png"):
+        result = load_labelled_folder(tmp_path)
+    assert result.labels == ["cats", "cats", "dogs", "dogs"]
+    assert result.classes == ["cats", "dogs"]
+    assert [im.getpixel((0, 0)) for im in result.images] == [WHITE, WHITE, RED, RED]
+    assert [p.name for p, _ in result.skipped] == ["bad.png"]
+    assert [p.name for p in result.ignored] == ["loose.png"]
+
+
+def test_labelled_folder_needs_subfolders(tmp_path):
+    _save(Image.new("RGB", (4, 4)), tmp_path / "x.png")
+    with pytest.raises(ImageLoadError, match="no subfolders"):
+        load_labelled_folder(tmp_path)
