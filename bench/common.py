@@ -8,11 +8,13 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from course.data import shapes
+
+T = TypeVar("T")
 
 
 def load_pocket() -> Any:
@@ -60,13 +62,13 @@ def synth_labels(n: int) -> list[str]:
     return names[:n]
 
 
-def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
-    """Best wall-clock seconds of ``repeat`` calls of ``fn`` (after garbage collection) and its result."""
-    best, result = float("inf"), None
+def timed(fn: Callable[..., T], *args: Any, repeat: int = 1, **kwargs: Any) -> tuple[float, T]:
+    """Best wall-clock seconds of ``repeat`` calls of ``fn(*args, **kwargs)``, and its result."""
+    best = float("inf")
     for _ in range(repeat):
         gc.collect()
         start = time.perf_counter()
-        result = fn()
+        result = fn(*args, **kwargs)
         best = min(best, time.perf_counter() - start)
     return best, result
 

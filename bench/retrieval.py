@@ -28,12 +28,24 @@ def _random_unit(n: int, seed: int) -> torch.Tensor:
     return F.normalize(torch.randn(n, DIM, generator=g), dim=1)
 
 
-def _memory(fn: Any) -> tuple[float, int, Any]:
-    """Seconds, peak extra resident bytes during ``fn()``, and its result."""
+def _memory(fn: Any, *args: Any) -> tuple[float, int, Any]:
+    """Seconds, peak extra resident bytes during ``fn(*args)``, and its result."""
     common.reset_peak_rss()
     before = common.rss_bytes()
-    seconds, result = common.timed(fn)
+    seconds, result = common.timed(fn, *args)
     return seconds, common.peak_rss_bytes() - before, result
+
+
+def _naive_topk(queries: torch.Tensor, embeds: torch.Tensor) -> Any:
+    return (queries @ embeds.T).topk(K, dim=1)  # the whole (Q, N) score matrix at once
+
+
+def _build_from_images(clip: Any, imgs: list[Any]) -> EmbeddingIndex:
+    return EmbeddingIndex(encode_images(clip, imgs))
+
+
+def _text_search(clip: Any, index: EmbeddingIndex, texts: list[str]) -> Any:
+    return index.search(encode_texts(clip, texts), K)
 
 
 def index_rows(sizes: tuple[int, ...]) -> tuple[list[list[Any]], list[str]]:
@@ -46,13 +58,12 @@ def index_rows(sizes: tuple[int, ...]) -> tuple[list[list[Any]], list[str]]:
     for n in tqdm(sizes, desc="retrieval: index sizes", leave=False):
         embeds = _random_unit(n, seed=0)
         for dtype in (torch.float32, torch.float16) if n == max(sizes) else (torch.float32,):
-            build_s, index = common.timed(
-                lambda embeds=embeds, dtype=dtype: EmbeddingIndex(embeds, dtype=dtype))
+            build_s, index = common.timed(EmbeddingIndex, embeds, dtype=dtype)
             index.search(queries, K)  # warm-up
             repeat = 3 if n <= 100_000 else 2
-            query_s, _ = common.timed(lambda index=index: index.search(queries, K), repeat)
-            one_s, _ = common.timed(lambda index=index: index.search(queries[0], K), repeat)
-            _, query_peak, _ = _memory(lambda index=index: index.search(queries, K))
+            query_s, _ = common.timed(index.search, queries, K, repeat=repeat)
+            one_s, _ = common.timed(index.search, queries[0], K, repeat=repeat)
+            _, query_peak, _ = _memory(index.search, queries, K)
             ratio = (index.nbytes + query_peak) / index.nbytes
             rows.append([f"{n:,}", str(dtype).replace("torch.", ""), build_s,
                          index.nbytes / mb, query_s * 1e3, query_s / QUERIES * 1e3, one_s * 1e3,
@@ -68,8 +79,7 @@ def index_rows(sizes: tuple[int, ...]) -> tuple[list[list[Any]], list[str]]:
                 verdicts.append(common.verdict(same, f"{n:,}: results equal a full sort"))
             del index
         if n == max(sizes):
-            naive_s, naive_peak, _ = _memory(
-                lambda embeds=embeds: (queries @ embeds.T).topk(K, dim=1))
+            naive_s, naive_peak, _ = _memory(_naive_topk, queries, embeds)
             rows.append([f"{n:,}", "naive q @ E.T, topk", "-", "-", naive_s * 1e3,
                          naive_s / QUERIES * 1e3, "-", naive_peak / mb, "-"])
         del embeds
@@ -93,9 +103,8 @@ def seed_rows(sizes: tuple[int, ...] = (100, 200), n_queries: int = 2) -> list[l
             return torch.argsort(sims, descending=True)[:K].tolist()
 
         seed_s, seed_hits = common.timed(lambda: [seed_query(q) for q in texts])
-        build_s, index = common.timed(lambda imgs=imgs: EmbeddingIndex(encode_images(clip, imgs)))
-        ours_s, ours = common.timed(
-            lambda index=index: index.search(encode_texts(clip, texts), K), 3)
+        build_s, index = common.timed(_build_from_images, clip, imgs)
+        ours_s, ours = common.timed(_text_search, clip, index, texts, repeat=3)
         same = all(a[0] == b for a, b in zip(seed_hits, ours.indices[:, 0].tolist()))
         per_seed, per_ours = seed_s / len(texts), ours_s / len(texts)
         rows.append([n, per_seed * 1e3, build_s * 1e3, per_ours * 1e3, per_seed / per_ours,

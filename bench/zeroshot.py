@@ -119,8 +119,7 @@ def run_cell(clip: Any, n_labels: int, plan: Plan) -> Cell:
         n = plan.n_pipe1 if batch == 1 else plan.n_pipe_batched
         sub = imgs[:n]
         seconds, outputs = common.timed(
-            lambda sub=sub, batch=batch: pipe(sub, candidate_labels=labels,
-                                              hypothesis_template=TEMPLATE, batch_size=batch))
+            pipe, sub, candidate_labels=labels, hypothesis_template=TEMPLATE, batch_size=batch)
         bar.update()
         pipe_times[batch] = seconds / n
         theirs = [o[0]["label"] for o in outputs]

@@ -111,6 +111,29 @@ def clip_loss_loop(
     return total / (2 * n)
 
 
+def multi_positive_clip_loss(logits: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Symmetric CLIP loss on ``(N, N)`` logits where pairs in the same group are all positives.
+
+    Class prompts and short captions repeat within a batch ("a photo of a circle." twice);
+    plain :func:`clip_loss` would treat the copy as a negative and push two identical texts
+    apart. Here each row's target is spread evenly over its group (supervised-contrastive
+    style), which equals :func:`clip_loss` when every group has one member.
+
+    Args:
+        logits: ``logit_scale * image_embeds @ text_embeds.T`` for ``N`` pairs.
+        groups: ``(N,)`` integer ids; pairs with equal ids share their text (or class).
+    """
+    if logits.ndim != 2 or logits.shape[0] != logits.shape[1]:
+        raise ValueError(f"logits must be square (N, N), got shape {tuple(logits.shape)}")
+    if groups.shape != (logits.shape[0],):
+        raise ValueError(f"groups must have shape ({logits.shape[0]},), got {tuple(groups.shape)}")
+    target = (groups[:, None] == groups[None, :]).to(logits.dtype)
+    target = target / target.sum(dim=1, keepdim=True)
+    image_to_text = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    text_to_image = -(target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
+    return (image_to_text + text_to_image) / 2
+
+
 def _inverse_temperature(temperature: Scalar | None, logit_scale: Scalar | None) -> Scalar:
     if temperature is not None and logit_scale is not None:
         raise ValueError("give either temperature or logit_scale (= 1 / temperature), not both")

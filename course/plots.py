@@ -49,7 +49,8 @@ def similarity_heatmap(
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if value > mid else "white")
     ax.set_xticks(range(cols))
-    ax.set_xticklabels(list(texts) if texts is not None else range(cols), rotation=45, ha="right")
+    ax.set_xticklabels([str(t) for t in texts] if texts is not None else
+                       [str(j) for j in range(cols)], rotation=45, ha="right")
     ax.set_yticks(range(rows))
     if images is not None:
         ax.set_yticklabels([])

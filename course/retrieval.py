@@ -117,18 +117,18 @@ class EmbeddingIndex:
     def _topk(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         per_row = 4 * len(q) + (4 * self.dim if self.dtype != torch.float32 else 0)
         chunk = max(k, _CHUNK_BYTES // per_row)
-        best_scores = best_indices = None
+        best: tuple[torch.Tensor, torch.Tensor] | None = None
         for lo in range(0, len(self), chunk):
             block = self.embeddings[lo:lo + chunk]
             scores = q @ block.float().T  # (Q, chunk): the only large temporary
             s, i = scores.topk(min(k, len(block)), dim=1)
             i += lo
-            if best_scores is not None:
-                s, pick = torch.cat([best_scores, s], dim=1).topk(k, dim=1)
-                i = torch.cat([best_indices, i], dim=1).gather(1, pick)
-            best_scores, best_indices = s, i
-        assert best_scores is not None and best_indices is not None
-        return best_scores, best_indices
+            if best is not None:  # merge with the running top-k of the earlier chunks
+                s, pick = torch.cat([best[0], s], dim=1).topk(k, dim=1)
+                i = torch.cat([best[1], i], dim=1).gather(1, pick)
+            best = (s, i)
+        assert best is not None  # the index is not empty
+        return best
 
     def search_text(self, clip: CLIP, texts: str | Sequence[str], k: int = 5) -> SearchResult:
         """Search with text queries (encoded with ``clip``), e.g. text->image retrieval."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # huggingface_hub reads HF_HUB_OFFLINE once, at import, so it is set before collection
-    # imports anything; a test that needs otherwise passes its own env to a subprocess.
-    os.environ["HF_HUB_OFFLINE"] = "1"
+# The offline environment (HF_HUB_OFFLINE, a scratch progress file) is set for every test and
+# notebook kernel in the repository's top-level conftest.py.
 
 
 @pytest.fixture(scope="session")

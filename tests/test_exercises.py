@@ -262,6 +262,7 @@ def executed(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_untouched_notebook_runs_and_reports_not_attempted(executed):
     nb, progress, _ = executed["untouched"]
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
@@ -275,6 +276,7 @@ def test_untouched_notebook_runs_and_reports_not_attempted(executed):
     assert "using the course's reference for example.q1" in text  # the use() fallback kicked in
 
 
+@pytest.mark.slow
 def test_solved_notebook_passes_every_check(executed):
     nb, progress, path = executed["solved"]
     shown = _check_outputs(nb)

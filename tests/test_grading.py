@@ -15,6 +15,8 @@ from course.cli import main
 EXAMPLE = Path(__file__).parent / "example" / "example.ipynb"
 IDS = ["example.q1", "example.q2", "example.q3"]
 
+pytestmark = pytest.mark.slow  # one batch of six kernels, one of them run into its timeout
+
 
 def _solved():
     return instructor.solve_notebook(nbformat.read(EXAMPLE, as_version=4), "example")

@@ -106,6 +106,7 @@ def test_nbgrader_metadata_conventions(tmp_path):
     assert len(_cells(nb, "check")) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("nbgrader") is None, reason="nbgrader not installed")
 def test_nbgrader_generate_assignment_accepts_export(tmp_path):
     """nbgrader's own tool turns our export into a release with the solutions stripped."""

@@ -11,6 +11,7 @@ import torch
 
 import course
 from course.data import shapes
+from course.losses import multi_positive_clip_loss
 from course.models import POCKET_DIR
 from course.pocket import evaluate, train
 
@@ -78,7 +79,7 @@ def test_multi_positive_loss_treats_duplicate_captions_as_positives():
     def grad_of_duplicate_logit(captions):
         logits = torch.tensor([[5.0, 5.0, -5.0], [5.0, 5.0, -5.0], [-5.0, -5.0, 5.0]],
                               requires_grad=True)
-        train._multi_positive_clip_loss(logits, captions).backward()
+        multi_positive_clip_loss(logits, train.caption_groups(captions)).backward()
         return logits.grad[0, 1].item()
 
     # Two images captioned "a red circle": the standard loss pushes them apart (positive

@@ -41,11 +41,11 @@ def test_same_predictions_and_probabilities_as_the_hf_pipeline(pocket, data, cla
     theirs = torch.tensor([[{o["label"]: o["score"] for o in out}[n] for n in names]
                            for out in outputs])
     ours = classifier.predict_proba(data.images)
-    torch.testing.assert_close(ours, theirs, atol=2e-5, rtol=1e-3)
-    # Top-1 must agree wherever the pipeline's own top two are not a numerical tie.
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-4)
+    # Top-1 must agree wherever the pipeline's own top two are not a float32 tie.
     top2 = theirs.topk(2, dim=1).values
-    decided = (top2[:, 0] - top2[:, 1]) > 1e-5
-    assert decided.float().mean() > 0.9
+    decided = (top2[:, 0] - top2[:, 1]) > 1e-7
+    assert decided.float().mean() >= 0.95
     pipeline_top1 = [out[0]["label"] for out in outputs]
     ours_top1 = classifier.predict(data.images)
     for i in decided.nonzero().flatten().tolist():

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import random
 import tempfile
 import time
@@ -33,7 +32,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from course.data import shapes
+from course.losses import multi_positive_clip_loss
 from course.models import CLIP, image_features, image_processor_class, text_features
+from course.optim import adamw_param_groups, clamp_logit_scale
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 #: Captions the pocket model reads also include the standard CLIP prompt.
@@ -226,13 +227,8 @@ def train_pocket(
     processor = build_processor(config, tokenizer)
     mean, std = processor.image_processor.image_mean, processor.image_processor.image_std
 
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        # Biases, norms, embeddings' scale and the temperature are not weight-decayed.
-        (no_decay if p.ndim < 2 or "logit_scale" in name or "norm" in name else decay).append(p)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
+    optimizer = torch.optim.AdamW(adamw_param_groups(model, config.weight_decay), lr=config.lr,
+                                  betas=(0.9, 0.98), eps=1e-6)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
 
@@ -250,13 +246,12 @@ def train_pocket(
         txt = F.normalize(text_features(model, tokens["input_ids"], tokens["attention_mask"]),
                           dim=-1)
         logits = model.logit_scale.exp() * img @ txt.T
-        loss = _multi_positive_clip_loss(logits, batch.captions)
+        loss = multi_positive_clip_loss(logits, caption_groups(batch.captions))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        with torch.no_grad():  # CLIP clamps the temperature so logits cannot blow up
-            model.logit_scale.clamp_(0, math.log(100))
+        clamp_logit_scale(model)
         losses.append(loss.item())
         if step % 10 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
@@ -271,19 +266,10 @@ def train_pocket(
     return result
 
 
-def _multi_positive_clip_loss(logits: torch.Tensor, captions: list[str]) -> torch.Tensor:
-    """Symmetric CLIP loss where identical captions in a batch count as positives of each other.
-
-    With 40 classes and 128 pairs per batch, the same caption often appears twice; treating the
-    copy as a negative would push identical texts apart.
-    """
+def caption_groups(captions: list[str]) -> torch.Tensor:
+    """Integer id per caption; identical captions share an id (they are positives of each other)."""
     ids = {c: k for k, c in enumerate(dict.fromkeys(captions))}
-    key = torch.tensor([ids[c] for c in captions])
-    target = (key[:, None] == key[None, :]).float()
-    target = target / target.sum(1, keepdim=True)
-    loss_i = -(target * F.log_softmax(logits, dim=1)).sum(1).mean()
-    loss_t = -(target * F.log_softmax(logits.T, dim=1)).sum(1).mean()
-    return (loss_i + loss_t) / 2
+    return torch.tensor([ids[c] for c in captions])
 
 
 def save(result: TrainResult, out: Path) -> None:

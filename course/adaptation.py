@@ -1,0 +1,172 @@
+"""Domain adaptation: measure a domain shift, then close the gap with few target examples.
+
+* :func:`domain_accuracy` / :func:`evaluate_folder` - how a classifier fares on Shapes domains
+  (``clean`` -> ``sketch``, ``scan``) or on the learner's own labelled folder;
+* :class:`TipAdapter` - a training-free cache model over few-shot image features, blended with
+  the zero-shot logits (Zhang et al., 2022);
+* :func:`wise_ft` - interpolate zero-shot and fine-tuned weights (Wortsman et al., 2022).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from course.data import shapes
+from course.embeddings import encode_images
+from course.models import CLIP
+from course.zeroshot import ZeroShotClassifier
+
+
+def shape_templates(kind: str = "photo") -> list[str]:
+    """Prompts that name a shape with every colour, so their mean ignores colour.
+
+    Pocket only ever read captions naming a colour and a shape; averaging over the colours
+    (prompt ensembling) gives a shape-only class embedding without asking it about a caption
+    it has never seen.
+    """
+    return [f"a {kind} of a {color} {{}}." for color in shapes.COLORS]
+
+
+def shape_task(clip: CLIP, n: int, *, domain: shapes.Domain = "clean", seed: int = 0
+               ) -> tuple[torch.Tensor, np.ndarray]:
+    """Embeddings and shape labels of ``n`` fresh Shapes images: the adaptation task's data."""
+    data = shapes.generate(n, seed=seed, domain=domain)
+    labels = np.array([lab.shape for lab in data.labels])
+    return encode_images(clip, data.images), labels
+
+
+def accuracy(predictions: Sequence[Any], labels: Sequence[Any]) -> float:
+    """Share of predictions equal to the labels."""
+    predictions, labels = np.asarray(list(predictions)), np.asarray(list(labels))
+    if len(predictions) != len(labels) or len(labels) == 0:
+        raise ValueError(f"need as many predictions as labels (>0), got {len(predictions)} and {len(labels)}")
+    return float((predictions == labels).mean())
+
+
+def domain_accuracy(
+    predict: Callable[[torch.Tensor], Sequence[Any]],
+    clip: CLIP,
+    *,
+    domains: Sequence[str] = tuple(shapes.DOMAINS),
+    n: int = 600,
+    seed: int = 50_000,
+    task: str = "shape",
+) -> dict[str, float]:
+    """Accuracy of ``predict`` (image embeddings -> labels) on fresh images of each domain.
+
+    Args:
+        predict: e.g. ``ZeroShotClassifier(...).predict`` or ``LinearProbe(...).predict``.
+        clip: the model that embeds the images.
+        domains: Shapes domains to test on.
+        n: images per domain (the same scenes in every domain).
+        task: ``"shape"`` (6 classes) or ``"colour-shape"`` (48 classes).
+    """
+    out = {}
+    for domain in domains:
+        data = shapes.generate(n, seed=seed, domain=domain)  # type: ignore[arg-type]
+        labels = [lab.shape if task == "shape" else lab.classname for lab in data.labels]
+        out[domain] = accuracy(predict(encode_images(clip, data.images)), labels)
+    return out
+
+
+def evaluate_folder(predict: Callable[[torch.Tensor], Sequence[Any]], clip: CLIP,
+                    folder: str | os.PathLike) -> dict[str, Any]:
+    """Accuracy on the learner's own folder with one subfolder of images per class.
+
+    Returns ``{"accuracy", "n", "per_class", "skipped"}``; unreadable files are skipped and
+    listed, never fatal.
+    """
+    from course.data.images import load_labelled_folder
+
+    data = load_labelled_folder(folder)
+    preds = np.asarray(list(predict(encode_images(clip, data.images))))
+    labels = np.asarray(data.labels)
+    per_class = {c: float((preds[labels == c] == c).mean()) for c in sorted(set(data.labels))}
+    return {"accuracy": accuracy(preds, labels), "n": len(labels), "per_class": per_class,
+            "skipped": [str(p) for p, _ in data.skipped]}
+
+
+@dataclass
+class TipAdapter:
+    """Tip-Adapter: zero-shot logits plus a cache model built from few-shot image features.
+
+    ``logits = zero_shot + alpha * exp(-beta * (1 - f @ keys.T)) @ values``, where ``keys`` are
+    the normalised support embeddings and ``values`` their one-hot labels. Nothing is trained:
+    building the cache is the whole "fit".
+    """
+
+    zeroshot: ZeroShotClassifier
+    keys: torch.Tensor
+    values: torch.Tensor
+    alpha: float = 1.0
+    beta: float = 5.5
+
+    @classmethod
+    def from_support(cls, zeroshot: ZeroShotClassifier, support_embeds: torch.Tensor,
+                     support_labels: Sequence[str], alpha: float = 1.0, beta: float = 5.5) -> TipAdapter:
+        """Build the cache from labelled support embeddings (labels are class names)."""
+        targets = zeroshot.label_indices(list(support_labels))
+        if len(targets) != len(support_embeds):
+            raise ValueError(f"got {len(support_embeds)} support embeddings but {len(targets)} labels")
+        values = F.one_hot(targets, len(zeroshot.classnames)).float()
+        return cls(zeroshot, F.normalize(support_embeds.float(), dim=-1), values, alpha, beta)
+
+    def logits(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Blended logits ``(N, C)`` for normalised image embeddings."""
+        f = F.normalize(image_embeds.float(), dim=-1)
+        cache = torch.exp(-self.beta * (1 - f @ self.keys.T)) @ self.values
+        # the zero-shot logits carry the model's logit scale; the cache is scaled to match
+        return self.zeroshot.logits(f) + self.alpha * self.zeroshot.logit_scale / 100 * cache
+
+    def predict(self, image_embeds: torch.Tensor) -> list[str]:
+        """The predicted class name of each embedding."""
+        return [self.zeroshot.classnames[k] for k in self.logits(image_embeds).argmax(-1).tolist()]
+
+    def tune(self, val_embeds: torch.Tensor, val_labels: Sequence[str],
+             alphas: Sequence[float] = (0.25, 0.5, 1, 2, 4, 8, 16),
+             betas: Sequence[float] = (1, 2, 4, 5.5, 8, 12)) -> TipAdapter:
+        """Choose ``alpha`` and ``beta`` by accuracy on a validation set (in place; returns self)."""
+        best = (-1.0, self.alpha, self.beta)
+        for a in alphas:
+            for b in betas:
+                self.alpha, self.beta = float(a), float(b)
+                acc = accuracy(self.predict(val_embeds), val_labels)
+                if acc > best[0]:
+                    best = (acc, float(a), float(b))
+        _, self.alpha, self.beta = best
+        return self
+
+
+def wise_ft(zeroshot: CLIP, finetuned: CLIP, alpha: float) -> CLIP:
+    """WiSE-FT: a new model whose weights are ``(1 - alpha) * zeroshot + alpha * finetuned``.
+
+    ``alpha = 0`` is the zero-shot model, ``alpha = 1`` the fine-tuned one; in between usually
+    keeps most of the target-domain gain while forgetting less of the source domain.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    theta0, theta1 = zeroshot.model.state_dict(), finetuned.model.state_dict()
+    if theta0.keys() != theta1.keys() or any(theta0[k].shape != theta1[k].shape for k in theta0):
+        raise ValueError("WiSE-FT needs two models of the same architecture")
+    mixed = {k: torch.lerp(theta0[k].float(), theta1[k].float(), alpha).to(theta0[k].dtype)
+             if theta0[k].is_floating_point() else theta1[k] for k in theta0}
+    model = copy.deepcopy(zeroshot.model)
+    model.load_state_dict(mixed)
+    model.eval()
+    return CLIP(model=model, processor=zeroshot.processor, name=f"WiSE-FT(alpha={alpha:g})",
+                device=zeroshot.device)
+
+
+def wise_ft_sweep(zeroshot: CLIP, finetuned: CLIP,
+                  evaluate: Callable[[CLIP], dict[str, float]],
+                  alphas: Sequence[float] = tuple(np.linspace(0, 1, 11))) -> list[dict[str, float]]:
+    """Evaluate WiSE-FT at every ``alpha``: one row ``{"alpha", **evaluate(model)}`` each."""
+    return [{"alpha": float(a), **evaluate(wise_ft(zeroshot, finetuned, float(a)))} for a in alphas]

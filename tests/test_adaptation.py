@@ -1,0 +1,89 @@
+"""Domain adaptation: the shift is real, Tip-Adapter and WiSE-FT do what they promise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import course
+from course import adaptation, transfer
+from course.data import shapes
+from course.zeroshot import ZeroShotClassifier
+
+
+@pytest.fixture(scope="module")
+def pocket():
+    return course.load_clip("pocket")
+
+
+@pytest.fixture(scope="module")
+def zs(pocket):
+    return ZeroShotClassifier(pocket, shapes.SHAPES, templates=adaptation.shape_templates())
+
+
+def test_shape_templates_name_every_colour():
+    templates = adaptation.shape_templates()
+    assert len(templates) == len(shapes.COLORS) and all("{}" in t for t in templates)
+
+
+def test_zero_shot_collapses_on_the_scan_domain(pocket, zs):
+    acc = adaptation.domain_accuracy(zs.predict, pocket, domains=("clean", "scan"), n=240)
+    assert acc["clean"] > 0.9
+    assert acc["scan"] < acc["clean"] - 0.25
+
+
+def test_tip_adapter_beats_zero_shot_on_scan_and_tunes_on_validation(pocket, zs):
+    support_embeds, support_labels = adaptation.shape_task(pocket, 96, domain="scan", seed=1)
+    val_embeds, val_labels = adaptation.shape_task(pocket, 96, domain="scan", seed=2)
+    test_embeds, test_labels = adaptation.shape_task(pocket, 240, domain="scan", seed=3)
+    tip = adaptation.TipAdapter.from_support(zs, support_embeds, list(support_labels))
+    tip.tune(val_embeds, list(val_labels))
+    zero_shot = adaptation.accuracy(zs.predict(test_embeds), test_labels)
+    assert adaptation.accuracy(tip.predict(test_embeds), test_labels) > zero_shot + 0.1
+    # alpha = 0 switches the cache off: exactly the zero-shot classifier
+    tip.alpha = 0.0
+    torch.testing.assert_close(tip.logits(test_embeds), zs.logits(test_embeds))
+
+
+def test_tip_adapter_bad_input(pocket, zs):
+    embeds, _ = adaptation.shape_task(pocket, 4, seed=1)
+    with pytest.raises(ValueError, match="4 support embeddings but 3 labels"):
+        adaptation.TipAdapter.from_support(zs, embeds, ["circle", "square", "star"])
+    with pytest.raises(ValueError, match="zebra"):
+        adaptation.TipAdapter.from_support(zs, embeds, ["circle", "square", "star", "zebra"])
+
+
+def test_wise_ft_interpolates_weights(pocket):
+    data = shapes.generate(16, seed=8)
+    tuned = transfer.finetune_contrastive(pocket, data.images, data.captions, steps=3,
+                                          batch_size=8, lr=1e-3, progress=False).clip
+    w = "visual_projection.weight"
+    w0, w1 = pocket.model.state_dict()[w], tuned.model.state_dict()[w]
+    torch.testing.assert_close(adaptation.wise_ft(pocket, tuned, 0.0).model.state_dict()[w], w0)
+    torch.testing.assert_close(adaptation.wise_ft(pocket, tuned, 1.0).model.state_dict()[w], w1)
+    torch.testing.assert_close(adaptation.wise_ft(pocket, tuned, 0.25).model.state_dict()[w],
+                               0.75 * w0 + 0.25 * w1)
+    with pytest.raises(ValueError, match="alpha"):
+        adaptation.wise_ft(pocket, tuned, 1.5)
+    rows = adaptation.wise_ft_sweep(pocket, tuned, lambda c: {"scale": c.logit_scale},
+                                    alphas=[0, 1])
+    assert [r["alpha"] for r in rows] == [0.0, 1.0]
+    assert rows[0]["scale"] == pytest.approx(pocket.logit_scale)
+
+
+def test_evaluate_folder_reads_class_subfolders_and_skips_broken_files(pocket, zs, tmp_path):
+    data = shapes.generate(24, seed=9)
+    for i, (image, label) in enumerate(zip(data.images, data.labels)):
+        folder = tmp_path / label.shape
+        folder.mkdir(exist_ok=True)
+        image.save(folder / f"{i}.png")
+    (tmp_path / "circle" / "broken.png").write_bytes(b"not a png")
+    report = adaptation.evaluate_folder(zs.predict, pocket, tmp_path)
+    assert report["n"] == 24
+    assert report["accuracy"] > 0.8
+    assert any("broken.png" in p for p in report["skipped"])
+
+
+def test_accuracy_bad_input():
+    with pytest.raises(ValueError, match="as many predictions as labels"):
+        adaptation.accuracy(["a"], ["a", "b"])
