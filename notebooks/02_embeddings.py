@@ -1,0 +1,289 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Embeddings: images and texts as vectors in one space
+#
+# **Time:** about 30 minutes · **Prerequisites:** notebook 01; vectors, dot products
+#
+# **By the end of this notebook you can**
+# - turn images and texts into CLIP embeddings, and say where the projection and the
+#   normalisation happen;
+# - explain why, for unit vectors, cosine similarity *is* the dot product, and compute a whole
+#   similarity matrix with one matrix product;
+# - read an image × caption similarity heatmap and find the best caption for each image;
+# - see in a 2-D PCA map how colours and shapes organise the space;
+# - explain why un-normalised dot products give misleading rankings.
+
+# %%
+import numpy as np
+import torch
+
+import course
+from course.data import shapes
+from course.exercises import nb02 as ex
+from course.plots import embedding_map, similarity_heatmap
+
+clip = course.load_clip("auto")
+clip
+
+# %% [markdown]
+# ## 1. From pixels and words to vectors
+#
+# Each tower ends in a **projection**: a learned matrix that maps the tower's own features (of
+# whatever width) into the shared space of dimension $D$:
+#
+# $$ \tilde x = W_I\, f(\text{image}) \in \mathbb{R}^D, \qquad \tilde y = W_T\, g(\text{text}) \in \mathbb{R}^D. $$
+#
+# These *raw* embeddings have arbitrary lengths. CLIP then divides each by its length,
+# $x = \tilde x / \lVert \tilde x \rVert$, so every embedding lies on the unit sphere. Let's look at
+# both stages. `course.models.image_features` returns the raw projection $\tilde x$ (the image
+# processor first resizes, crops and normalises the pixels).
+
+# %%
+from course.embeddings import preprocess_images, tokenize
+from course.models import image_features, text_features
+
+pairs = [("red", "circle"), ("orange", "square"), ("yellow", "triangle"), ("green", "star"),
+         ("blue", "hexagon"), ("purple", "cross"), ("pink", "circle"), ("brown", "square")]
+images = [shapes.render(shapes.ShapeLabel(colour, shape, "large", "center"),
+                        rng=np.random.default_rng(k)) for k, (colour, shape) in enumerate(pairs)]
+captions = [f"a {colour} {shape}" for colour, shape in pairs]
+
+pixel_values = preprocess_images(clip, images)
+tokens, _ = tokenize(clip, captions)
+with torch.no_grad():
+    raw_images = image_features(clip.model, pixel_values.to(clip.device)).cpu()
+    raw_texts = text_features(clip.model, tokens["input_ids"].to(clip.device),
+                              tokens["attention_mask"].to(clip.device)).cpu()
+
+print("pixel values:", tuple(pixel_values.shape), "-> raw image embeddings:", tuple(raw_images.shape))
+print("token ids:   ", tuple(tokens["input_ids"].shape), "-> raw text embeddings: ", tuple(raw_texts.shape))
+print("lengths of the raw image embeddings:", raw_images.norm(dim=1).numpy().round(2))
+print("lengths of the raw text embeddings: ", raw_texts.norm(dim=1).numpy().round(2))
+
+# %% [markdown]
+# The lengths differ from vector to vector (and between the two towers). `course.encode_images`
+# and `course.encode_texts` do all of the above in batches and return the *normalised*
+# embeddings. Check that they are the raw ones divided by their lengths:
+
+# %%
+image_embeds = course.encode_images(clip, images)
+text_embeds = course.encode_texts(clip, captions)
+
+print(torch.allclose(image_embeds, raw_images / raw_images.norm(dim=1, keepdim=True), atol=1e-5))  # NBVAL_CHECK_OUTPUT
+print(torch.allclose(text_embeds, raw_texts / raw_texts.norm(dim=1, keepdim=True), atol=1e-5))  # NBVAL_CHECK_OUTPUT
+print("lengths after normalising:", image_embeds.norm(dim=1).numpy().round(4))  # NBVAL_CHECK_OUTPUT
+
+# %% [markdown]
+# ## 2. Cosine similarity is a dot product on the sphere
+#
+# The cosine of the angle $\theta$ between two vectors is
+#
+# $$ \cos\theta = \frac{\tilde x \cdot \tilde y}{\lVert \tilde x \rVert\,\lVert \tilde y \rVert}
+#    = \frac{\tilde x}{\lVert \tilde x \rVert} \cdot \frac{\tilde y}{\lVert \tilde y \rVert}
+#    = x \cdot y. $$
+#
+# It ignores length and measures direction only: $1$ for the same direction, $0$ for
+# orthogonal, $-1$ for opposite. Once the embeddings are normalised, the cosines between $N$ images
+# and $M$ texts are one matrix product, $S = X Y^\top$ with $X \in \mathbb{R}^{N\times D}$ and
+# $Y \in \mathbb{R}^{M \times D}$; that is why CLIP normalises once and then only multiplies.
+#
+# ### Exercise 1: a cosine-similarity matrix
+#
+# Write `cosine_similarity_matrix(A, B)`: rows of `A` (N, D) and `B` (M, D), **not** necessarily
+# unit length; return the (N, M) matrix of cosines. NumPy or torch, either works.
+
+# %% course={"exercise": "nb02.q1", "role": "stub"}
+def cosine_similarity_matrix(A, B):
+    """Cosine similarity of every row of A (N, D) with every row of B (M, D): (N, M)."""
+    ### BEGIN SOLUTION
+    raise NotImplementedError("Replace this line with your code")
+    ### END SOLUTION
+
+# %% course={"exercise": "nb02.q1", "role": "check"}
+ex.q1.check(cosine_similarity_matrix)  # NBVAL_CHECK_OUTPUT
+# ex.q1.hint()      # a hint; call again for the next one
+# ex.q1.solution()  # the course's solution
+
+# %% [markdown]
+# On the **raw** embeddings your function must give what a plain product of the **normalised**
+# ones gives:
+
+# %%
+cosine_matrix = ex.q1.use(cosine_similarity_matrix)
+similarity = image_embeds @ text_embeds.T
+print(np.allclose(cosine_matrix(raw_images.numpy(), raw_texts.numpy()), similarity.numpy(), atol=1e-4))  # NBVAL_CHECK_OUTPUT
+
+# %% [markdown]
+# ## 3. The similarity matrix
+#
+# Rows are images, columns are captions, and caption $i$ was written for image $i$. A model that
+# has learned the pairing puts the largest value of each row on the diagonal.
+
+# %%
+similarity_heatmap(similarity, images, captions, title=f"cosine similarity ({clip.name})");
+
+# %% [markdown]
+# Look at the *range* of the values. In the real CLIP, even a perfect caption rarely reaches a
+# cosine of 0.35 with its image, and the right caption may beat a wrong one by a few hundredths.
+# What matters is the **order** within a row, not the absolute value. (The model multiplies cosines by its learned `logit_scale`,
+# printed below, before a softmax; notebooks 03 and 04 explain why.)
+
+# %%
+print(f"logit scale of {clip.name}: {clip.logit_scale:.1f}")
+
+# %% [markdown]
+# ### Exercise 2: the best caption for each image
+#
+# Write `best_caption(similarity)`: for each row (image), the column index (caption) with the
+# highest similarity, as a list of integers.
+
+# %% course={"exercise": "nb02.q2", "role": "stub"}
+def best_caption(similarity):
+    """For each image (row), the index of the most similar caption (column)."""
+    ### BEGIN SOLUTION
+    raise NotImplementedError("Replace this line with your code")
+    ### END SOLUTION
+
+# %% course={"exercise": "nb02.q2", "role": "check"}
+ex.q2.check(best_caption)  # NBVAL_CHECK_OUTPUT
+
+# %%
+best = ex.q2.use(best_caption)(similarity.numpy())
+hits = sum(int(j) == i for i, j in enumerate(best))
+print(f"{hits} of {len(images)} images picked their own caption")
+
+# %% [markdown]
+# ### Nearest captions from a larger pool
+#
+# The eight captions above were easy to tell apart. Here each image chooses among all 48
+# colour-shape captions, and we print its three nearest.
+
+# %%
+pool = [f"a {name}" for name in shapes.class_names()]
+pool_embeds = course.encode_texts(clip, pool)
+for k in [0, 3, 6]:
+    scores, idx = (image_embeds[k] @ pool_embeds.T).topk(3)
+    nearest = ", ".join(f"{pool[j]} ({s:.3f})" for s, j in zip(scores.tolist(), idx.tolist()))
+    print(f"image of {captions[k]:<18} -> {nearest}")
+
+# %% [markdown]
+# ## 4. A map of the space
+#
+# $D$ dimensions cannot be drawn, but **PCA** finds the two directions along which the embeddings
+# vary most and projects onto them. Below, 240 images coloured by their colour and then by their
+# shape. Clusters mean the space has organised itself around that attribute; how far apart they
+# sit says how separable it is (remember the projection keeps only part of the variance, printed on
+# the axes).
+
+# %%
+data = shapes.generate(240, seed=2)
+data_embeds = course.encode_images(clip, data.images)
+embedding_map(data_embeds, [label.color for label in data.labels],
+              title=f"image embeddings coloured by colour ({clip.name})");
+
+# %%
+embedding_map(data_embeds, [label.shape for label in data.labels],
+              title=f"image embeddings coloured by shape ({clip.name})");
+
+# %% [markdown]
+# Both modalities in one map: the eight images and their captions (circles: images, triangles:
+# texts). Liang et al. (2022) found that in trained CLIP models the two modalities occupy
+# separate regions of the sphere, a **modality gap**, while matching pairs are still closer to
+# each other than to non-matching ones. Look for both effects here.
+
+# %%
+both = torch.cat([image_embeds, text_embeds])
+names = [f"{c} {s}" for c, s in pairs] * 2
+embedding_map(both, names, groups=["image"] * len(images) + ["text"] * len(captions),
+              title=f"images and captions together ({clip.name})");
+
+# %% [markdown]
+# ## 5. Why normalise? Dot products mislead
+#
+# Without normalisation, the dot product $\tilde x \cdot \tilde y = \lVert \tilde x \rVert
+# \lVert \tilde y \rVert \cos\theta$ rewards **length** as much as **direction**. A caption whose
+# raw embedding happens to be long wins every image's ranking, whatever it says.
+#
+# ### Exercise 3: dot product versus cosine
+#
+# One image embedding and three caption embeddings (raw, not unit length). Set `winners` to a
+# dict `{"dot": ..., "cosine": ...}` naming the caption ranked first by the dot product and by the
+# cosine.
+
+# %%
+toy_image = np.array(ex.TOY_IMAGE)
+toy_captions = {name: np.array(vec) for name, vec in ex.TOY_CAPTIONS.items()}
+print("image", toy_image)
+for name, vec in toy_captions.items():
+    print(f"{name:<14} {vec}  length {np.linalg.norm(vec):.2f}")
+
+# %% course={"exercise": "nb02.q3", "role": "stub"}
+### BEGIN SOLUTION
+winners = None  # replace None with your answer
+### END SOLUTION
+
+# %% course={"exercise": "nb02.q3", "role": "check"}
+ex.q3.check(winners)  # NBVAL_CHECK_OUTPUT
+
+# %% [markdown]
+# The same happens with a real model. Rank the 48-caption pool for each of the 240 images twice,
+# by raw dot product and by cosine, and count how often the top caption changes:
+
+# %%
+tokens, _ = tokenize(clip, pool)
+with torch.no_grad():
+    raw_pool = text_features(clip.model, tokens["input_ids"].to(clip.device),
+                             tokens["attention_mask"].to(clip.device)).cpu()
+    raw_data = image_features(clip.model, preprocess_images(clip, data.images).to(clip.device)).cpu()
+by_dot = (raw_data @ raw_pool.T).argmax(dim=1)
+by_cosine = (data_embeds @ pool_embeds.T).argmax(dim=1)
+truth = torch.tensor(data.targets(shapes.class_names()))
+print(f"top caption differs for {(by_dot != by_cosine).float().mean():.0%} of the images")
+print(f"accuracy by dot product {(by_dot == truth).float().mean():.1%}, "
+      f"by cosine {(by_cosine == truth).float().mean():.1%}")
+lengths = raw_pool.norm(dim=1)
+print(f"raw caption lengths range from {lengths.min():.2f} to {lengths.max():.2f}; "
+      f"the longest is {pool[int(lengths.argmax())]!r}")
+
+# %% [markdown]
+# Whether the dot product hurts a lot or a little depends on how much the raw lengths vary in a
+# given model; the cosine is immune by construction, which is why every CLIP implementation
+# normalises before comparing.
+#
+# ## Key papers
+#
+# - **Frome et al., 2013**, *DeViSE*: projected image features into a word-embedding space and
+#   ranked labels by similarity there, an early joint image-text space.
+# - **Radford et al., 2021**, *CLIP*: two towers with linear projections into one normalised
+#   space, compared by cosine similarity scaled by a learned temperature.
+# - **Wang and Isola, 2020**, *Understanding Contrastive Representation Learning through Alignment
+#   and Uniformity on the Hypersphere*: why contrastive embeddings live on the unit sphere, and
+#   what the loss does there.
+# - **Liang et al., 2022**, *Mind the Gap*: the modality gap between image and text embeddings in
+#   CLIP-like models, and where it comes from.
+#
+# ## Progress tracker
+
+# %%
+from course.progress import ProgressTracker
+
+ProgressTracker("02_embeddings", [
+    "I can say where CLIP projects and where it normalises its embeddings",
+    ("I can compute a matrix of cosine similarities with one matrix product", "nb02.q1"),
+    ("I can read a similarity heatmap and pick the best caption per image", "nb02.q2"),
+    "I can read a PCA map of embeddings and say what clusters",
+    ("I can explain why un-normalised dot products mislead", "nb02.q3"),
+])

@@ -1,0 +1,74 @@
+"""The zero-shot playground: bad uploads and empty label boxes become messages, not tracebacks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("ipywidgets")
+
+from course.data import shapes  # noqa: E402
+from course.widgets import ZeroShotPlayground, image_from_upload, parse_labels  # noqa: E402
+
+
+def _upload(name: str, content: bytes) -> tuple[dict, ...]:
+    return ({"name": name, "type": "", "size": len(content), "content": memoryview(content),
+             "last_modified": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)},)
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    shapes.generate(1, seed=5).images[0].save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def playground(pocket):
+    data = shapes.generate(2, seed=1)
+    images = {label.classname: image for image, label, _ in data}
+    return ZeroShotPlayground(pocket, images, labels="red circle, blue square")
+
+
+def test_parse_labels():
+    assert parse_labels(" a cat, a dog ,, a cat\nred circle") == ["a cat", "a dog", "red circle"]
+    for empty in ["", " , ,", "\n"]:
+        with pytest.raises(ValueError, match="at least one label"):
+            parse_labels(empty)
+
+
+def test_image_from_upload_reads_images_and_names_problems():
+    name, image = image_from_upload(_upload("shape.png", _png()))
+    assert name == "shape.png" and isinstance(image, Image.Image) and image.mode == "RGB"
+    with pytest.raises(ValueError, match="not an image"):
+        image_from_upload(_upload("notes.txt", b"just some text"))
+    with pytest.raises(ValueError, match="No file"):
+        image_from_upload(())
+
+
+def test_run_gives_probabilities(playground):
+    probs = playground.run()
+    assert set(probs) == {"red circle", "blue square"}
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert "pocket" in playground.message.value
+
+
+def test_empty_label_box_shows_a_message(playground):
+    playground.labels.value = "  ,  "
+    assert playground.run() is None
+    assert "at least one label" in playground.message.value
+
+
+def test_non_image_upload_shows_a_message(playground):
+    options = list(playground.picker.options)
+    playground.upload.value = _upload("notes.txt", b"just some text")
+    assert "not an image" in playground.message.value
+    assert list(playground.picker.options) == options  # nothing added
+
+
+def test_image_upload_is_classified(playground):
+    playground.upload.value = _upload("mine.png", _png())
+    assert playground.picker.value == f"{ZeroShotPlayground.UPLOADED} mine.png"
+    assert "2 label(s)" in playground.message.value
