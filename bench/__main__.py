@@ -18,6 +18,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"any of {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, for a smoke test (figures are not representative)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice). On a shared machine use 1: "
+                             "with every core busy, multi-threaded small ops stall on descheduled "
+                             "threads and the small-batch baselines look far slower than they are")
     args = parser.parse_args(argv)
     names = args.names or list(BENCHMARKS)
     unknown = sorted(set(names) - set(BENCHMARKS))
@@ -27,7 +31,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from importlib import import_module
 
+    import torch
+
     from bench import common
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     start = time.perf_counter()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -127,6 +127,7 @@ class EmbeddingIndex:
                 s, pick = torch.cat([best[0], s], dim=1).topk(k, dim=1)
                 i = torch.cat([best[1], i], dim=1).gather(1, pick)
             best = (s, i)
+            del scores  # free this chunk's scores before the next chunk allocates its own
         assert best is not None  # the index is not empty
         return best
 

@@ -160,6 +160,7 @@ def finetune_contrastive(
     images: Sequence[Any],
     texts: Sequence[str],
     *,
+    labels: Sequence[Any] | None = None,
     steps: int = 100,
     batch_size: int = 32,
     lr: float = 1e-4,
@@ -179,6 +180,9 @@ def finetune_contrastive(
         clip: the model to start from; it is copied unless ``inplace=True``.
         images: training images (anything :func:`course.encode_images` takes).
         texts: one caption or class prompt per image.
+        labels: optional class of each image; pairs with the same label are all positives
+            (use it with class prompts drawn from several templates). By default pairs with
+            identical texts are.
         steps: optimizer steps; each draws ``batch_size`` random pairs.
         lr: AdamW learning rate.
         freeze: ``"image"`` or ``"text"`` to keep that tower fixed, ``None`` to train both.
@@ -202,7 +206,11 @@ def finetune_contrastive(
                  device=clip.device)
     pixels = preprocess_images(tuned, [to_pil(im, index=i) for i, im in enumerate(images)])
     tokens, _ = tokenize(tuned, list(texts))
-    groups = torch.tensor([{t: k for k, t in enumerate(dict.fromkeys(texts))}[t] for t in texts])
+    keys = list(texts) if labels is None else list(labels)
+    if len(keys) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(keys)} labels")
+    ids = {key: k for k, key in enumerate(dict.fromkeys(keys))}
+    groups = torch.tensor([ids[key] for key in keys])
 
     freeze_tower(model, freeze)
     optimizer = torch.optim.AdamW(adamw_param_groups(model, weight_decay), lr=lr)

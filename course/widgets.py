@@ -3,6 +3,8 @@
 :class:`ZeroShotPlayground`: pick a picture (or upload one), type labels separated by commas and
 see CLIP's probability for each. Anything a learner can type or upload ends in a short message
 inside the widget, never in a traceback.
+
+:class:`SearchBox`: type a query and see the best images of an :class:`EmbeddingIndex`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PIL import Image
 
 from course.data.images import load_image
 from course.models import CLIP
+from course.retrieval import EmbeddingIndex
 from course.zeroshot import DEFAULT_TEMPLATES, ZeroShotClassifier
 
 
@@ -159,3 +162,74 @@ class ZeroShotPlayground:
             self.output.clear_output(wait=True)
             display(fig)
         return dict(zip(labels, probs.tolist()))
+
+
+class SearchBox:
+    """Type a text query, see the ``k`` best images of an index (text->image retrieval).
+
+    Args:
+        clip: the model that built ``index``.
+        index: an :class:`EmbeddingIndex` of image embeddings.
+        images: the indexed images, one per row of ``index``, in the same order.
+        query: the query typed in at the start.
+        k: the number of results shown at the start.
+    """
+
+    def __init__(self, clip: CLIP, index: EmbeddingIndex, images: Sequence[Image.Image],
+                 query: str = "", k: int = 5) -> None:
+        import ipywidgets as w
+
+        if len(images) != len(index):
+            raise ValueError(f"got {len(images)} images for an index of {len(index)} embeddings; "
+                             "pass the indexed images, in index order")
+        self.clip, self.index, self.images = clip, index, list(images)
+        self.query = w.Text(value=query, description="query", continuous_update=False,
+                            placeholder="e.g. a red circle", layout=w.Layout(width="60%"))
+        self.k = w.IntSlider(value=min(k, len(index), 10), min=1, max=min(10, len(index)),
+                             description="k")
+        self.button = w.Button(description="search", button_style="primary")
+        self.message = w.HTML()
+        self.output = w.Output()
+        self.query.observe(lambda change: self.run(), names="value")  # Enter or leaving the box
+        self.k.observe(lambda change: self.run(), names="value")
+        self.button.on_click(lambda button: self.run())
+        self.widget = w.VBox([w.HBox([self.query, self.button]), self.k, self.message, self.output])
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def say(self, text: str, error: bool = True) -> None:
+        """Show a short message above the results (red for problems)."""
+        import html
+
+        colour = "#a50e0e" if error else "#5f6368"
+        self.message.value = f"<span style='color:{colour}'>{html.escape(text)}</span>"
+
+    def run(self) -> list[tuple[int, float]] | None:
+        """Search for the typed query; returns ``(row, cosine)`` of each hit, best first."""
+        query = str(self.query.value).strip()
+        if not query:
+            self.say("Type a query first, e.g. 'a red circle'.")
+            return None
+        try:
+            result = self.index.search_text(self.clip, query, k=int(self.k.value))
+        except Exception as error:  # noqa: BLE001 - a search box shows problems, it never crashes
+            self.say(f"Could not search: {type(error).__name__}: {error}")
+            return None
+        rows, scores = result.indices[0].tolist(), result.scores[0].tolist()
+        captions = None
+        if result.items is not None and all(isinstance(item, str) for item in result.items[0]):
+            captions = result.items[0]
+        self.say(f"{self.clip.name}: {len(rows)} best of {len(self.index)} images", error=False)
+        import matplotlib.pyplot as plt
+
+        from course.plots import retrieval_gallery
+
+        fig = retrieval_gallery(query, [self.images[r] for r in rows], scores, captions=captions)
+        plt.close(fig)  # displayed below, never again by pyplot
+        from IPython.display import display
+
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(fig)
+        return list(zip(rows, scores))

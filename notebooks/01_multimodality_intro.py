@@ -182,7 +182,7 @@ photo_probs = course.ZeroShotClassifier(clip, photo_labels).predict_proba(photos
 similarity_heatmap(photo_probs, photos, photo_labels, title=f"real photos ({clip.name})");
 if clip.name == "pocket":
     print("pocket has never seen a photo, nor the words 'cat' or 'rocket': whatever it answers "
-          "above is noise, however confident. With the real CLIP (course.load_clip('openai/"
+          "in this heatmap is noise, however confident. With the real CLIP (course.load_clip('openai/"
           "clip-vit-base-patch32') on a machine that has it) the diagonal lights up.")
 
 # %% [markdown]
@@ -198,6 +198,9 @@ if clip.name == "pocket":
 #   never breaks the rest of the notebook);
 # - the **progress checklist** at the end ticks itself when you solve an exercise, remembers
 #   across sessions (in `~/.course/progress.json`), and `course progress` in a terminal shows it.
+#
+# (A `# NBVAL_CHECK_OUTPUT` line at the top of a cell tells the course's test suite to compare
+# that cell's output with the stored one; you can ignore it.)
 
 # %%
 from course.exercises import nb01 as ex
@@ -218,7 +221,8 @@ multimodal_tasks = None  # replace None with your answer
 ### END SOLUTION
 
 # %% course={"exercise": "nb01.q1", "role": "check"}
-ex.q1.check(multimodal_tasks)  # NBVAL_CHECK_OUTPUT
+# NBVAL_CHECK_OUTPUT
+ex.q1.check(multimodal_tasks)
 # ex.q1.hint()
 
 # %% [markdown]
@@ -236,7 +240,8 @@ def predict_label(similarities, labels):
     ### END SOLUTION
 
 # %% course={"exercise": "nb01.q2", "role": "check"}
-ex.q2.check(predict_label)  # NBVAL_CHECK_OUTPUT
+# NBVAL_CHECK_OUTPUT
+ex.q2.check(predict_label)
 
 # %% [markdown]
 # Your function (or the course's, until yours passes) on the first Shapes image, with raw cosine
@@ -262,7 +267,8 @@ negative_pairs = None  # replace None with your answer
 ### END SOLUTION
 
 # %% course={"exercise": "nb01.q3", "role": "check"}
-ex.q3.check(negative_pairs)  # NBVAL_CHECK_OUTPUT
+# NBVAL_CHECK_OUTPUT
+ex.q3.check(negative_pairs)
 
 # %% [markdown]
 # ## Key papers

@@ -29,6 +29,7 @@
 # %%
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import course
 from course.data import shapes
@@ -79,12 +80,13 @@ print("lengths of the raw text embeddings: ", raw_texts.norm(dim=1).numpy().roun
 # embeddings. Check that they are the raw ones divided by their lengths:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 image_embeds = course.encode_images(clip, images)
 text_embeds = course.encode_texts(clip, captions)
 
-print(torch.allclose(image_embeds, raw_images / raw_images.norm(dim=1, keepdim=True), atol=1e-5))  # NBVAL_CHECK_OUTPUT
-print(torch.allclose(text_embeds, raw_texts / raw_texts.norm(dim=1, keepdim=True), atol=1e-5))  # NBVAL_CHECK_OUTPUT
-print("lengths after normalising:", image_embeds.norm(dim=1).numpy().round(4))  # NBVAL_CHECK_OUTPUT
+print(torch.allclose(image_embeds, raw_images / raw_images.norm(dim=1, keepdim=True), atol=1e-5))
+print(torch.allclose(text_embeds, raw_texts / raw_texts.norm(dim=1, keepdim=True), atol=1e-5))
+print("lengths after normalising:", image_embeds.norm(dim=1).numpy().round(4))
 
 # %% [markdown]
 # ## 2. Cosine similarity is a dot product on the sphere
@@ -113,7 +115,8 @@ def cosine_similarity_matrix(A, B):
     ### END SOLUTION
 
 # %% course={"exercise": "nb02.q1", "role": "check"}
-ex.q1.check(cosine_similarity_matrix)  # NBVAL_CHECK_OUTPUT
+# NBVAL_CHECK_OUTPUT
+ex.q1.check(cosine_similarity_matrix)
 # ex.q1.hint()      # a hint; call again for the next one
 # ex.q1.solution()  # the course's solution
 
@@ -122,9 +125,10 @@ ex.q1.check(cosine_similarity_matrix)  # NBVAL_CHECK_OUTPUT
 # ones gives:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 cosine_matrix = ex.q1.use(cosine_similarity_matrix)
 similarity = image_embeds @ text_embeds.T
-print(np.allclose(cosine_matrix(raw_images.numpy(), raw_texts.numpy()), similarity.numpy(), atol=1e-4))  # NBVAL_CHECK_OUTPUT
+print(np.allclose(cosine_matrix(raw_images.numpy(), raw_texts.numpy()), similarity.numpy(), atol=1e-4))
 
 # %% [markdown]
 # ## 3. The similarity matrix
@@ -137,8 +141,9 @@ similarity_heatmap(similarity, images, captions, title=f"cosine similarity ({cli
 
 # %% [markdown]
 # Look at the *range* of the values. In the real CLIP, even a perfect caption rarely reaches a
-# cosine of 0.35 with its image, and the right caption may beat a wrong one by a few hundredths.
-# What matters is the **order** within a row, not the absolute value. (The model multiplies cosines by its learned `logit_scale`,
+# cosine of 0.35 with its image, and the right caption may beat a wrong one by a few hundredths
+# (pocket, with its tiny world, can afford larger values). What matters is the **order** within a
+# row, not the absolute value. (The model multiplies cosines by its learned `logit_scale`,
 # printed below, before a softmax; notebooks 03 and 04 explain why.)
 
 # %%
@@ -158,7 +163,8 @@ def best_caption(similarity):
     ### END SOLUTION
 
 # %% course={"exercise": "nb02.q2", "role": "check"}
-ex.q2.check(best_caption)  # NBVAL_CHECK_OUTPUT
+# NBVAL_CHECK_OUTPUT
+ex.q2.check(best_caption)
 
 # %%
 best = ex.q2.use(best_caption)(similarity.numpy())
@@ -199,10 +205,16 @@ embedding_map(data_embeds, [label.shape for label in data.labels],
               title=f"image embeddings coloured by shape ({clip.name})");
 
 # %% [markdown]
+# In the shipped pocket model the first two components mostly separate **colours**; shapes mix
+# within each colour cluster in this view. That does not mean shape is missing from the
+# embeddings (notebook 04 classifies shapes almost perfectly): it lives in directions beyond the
+# top two, which a 2-D map cannot show. PCA shows the largest effects, not all of them.
+#
 # Both modalities in one map: the eight images and their captions (circles: images, triangles:
 # texts). Liang et al. (2022) found that in trained CLIP models the two modalities occupy
 # separate regions of the sphere, a **modality gap**, while matching pairs are still closer to
-# each other than to non-matching ones. Look for both effects here.
+# each other than to non-matching ones. Look for both effects here; a small model trained on one
+# narrow world may show little of the gap.
 
 # %%
 both = torch.cat([image_embeds, text_embeds])
@@ -236,7 +248,8 @@ winners = None  # replace None with your answer
 ### END SOLUTION
 
 # %% course={"exercise": "nb02.q3", "role": "check"}
-ex.q3.check(winners)  # NBVAL_CHECK_OUTPUT
+# NBVAL_CHECK_OUTPUT
+ex.q3.check(winners)
 
 # %% [markdown]
 # The same happens with a real model. Rank the 48-caption pool for each of the 240 images twice,
@@ -259,9 +272,23 @@ print(f"raw caption lengths range from {lengths.min():.2f} to {lengths.max():.2f
       f"the longest is {pool[int(lengths.argmax())]!r}")
 
 # %% [markdown]
-# Whether the dot product hurts a lot or a little depends on how much the raw lengths vary in a
-# given model; the cosine is immune by construction, which is why every CLIP implementation
-# normalises before comparing.
+# If the raw lengths are nearly equal, as printed above, the two rankings barely differ, but that
+# is luck, not a guarantee: the loss only ever sees *normalised* vectors, so nothing in training
+# constrains the raw lengths. Suppose one caption's raw embedding were 30% longer, with its
+# direction unchanged:
+
+# %%
+stretched = raw_pool.clone()
+k = pool.index("a blue square")
+stretched[k] *= 1.3
+by_dot = (raw_data @ stretched.T).argmax(dim=1)
+by_cosine = (data_embeds @ F.normalize(stretched, dim=-1).T).argmax(dim=1)
+print(f"images whose top caption is 'a blue square': by dot product {(by_dot == k).sum()}, "
+      f"by cosine {(by_cosine == k).sum()} (true blue squares: {(truth == k).sum()})")
+
+# %% [markdown]
+# The dot product hands that caption images it does not describe; the cosine does not notice the
+# change at all. This is why every CLIP implementation normalises before comparing.
 #
 # ## Key papers
 #

@@ -48,7 +48,7 @@ def test_equals_loop_and_paper_formula(temperature):
 
 def test_equals_transformers_clipmodel_loss(pocket):
     data = shapes.generate(16, seed=5)
-    inputs = pocket.processor(text=data.captions, images=data.images, padding=True,
+    inputs = pocket.processor(text=data.captions, images=data.images, padding=True, truncation=True,
                               return_tensors="pt")
     model = pocket.model
     original = model.logit_scale.detach().clone()

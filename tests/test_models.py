@@ -53,7 +53,7 @@ def test_copied_folder_loads_with_plain_transformers(tmp_path, pocket):
     shutil.copytree(POCKET_DIR, folder)
     model = CLIPModel.from_pretrained(folder)
     processor = AutoProcessor.from_pretrained(folder)
-    inputs = processor(text=["a red circle"], return_tensors="pt", padding=True)
+    inputs = processor(text=["a red circle"], return_tensors="pt", padding=True, truncation=True)
     with torch.inference_mode():
         plain = unwrap_features(model.get_text_features(**inputs))
         ours = unwrap_features(pocket.model.get_text_features(**inputs))

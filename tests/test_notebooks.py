@@ -1,4 +1,4 @@
-"""Notebooks 01-04: exercises tested both ways, markup, stored outputs, jupytext pairs, and the
+"""Notebooks 01-05: exercises tested both ways, markup, stored outputs, jupytext pairs, and the
 solved versions executed end to end with every check passing.
 
 nbval (see pyproject.toml) executes the learner versions themselves; their check cells carry
@@ -26,6 +26,7 @@ NOTEBOOKS = {
     "nb02": ROOT / "notebooks" / "02_embeddings.ipynb",
     "nb03": ROOT / "notebooks" / "03_contrastive_loss_math.ipynb",
     "nb04": ROOT / "notebooks" / "04_zero_shot.ipynb",
+    "nb05": ROOT / "notebooks" / "05_retrieval.ipynb",
 }
 EXERCISES = [exercise for module in NOTEBOOKS for exercise in exercises_in(module)]
 
@@ -51,6 +52,12 @@ WRONG = {
     "nb04.q2": ("a photo of a red circle", "exactly one '{}'"),
     "nb04.q3": (lambda p, t, k: float((np.argsort(np.asarray(p), axis=1)[:, :k]
                                        == np.asarray(t)[:, None]).any(axis=1).mean()), "k=1"),
+    "nb05.q1": (lambda q, x, k: np.argsort(-(np.asarray(q) @ np.asarray(x).T), axis=1)[:, :k],
+                "hidden test 2/4"),
+    "nb05.q2": (lambda s, p, k: float(np.mean([p_[0] in np.argsort(-np.asarray(row))[:k]
+                                               for row, p_ in zip(s, p)])), "5 captions per image"),
+    "nb05.q3": ("a red circle", "add a negation or a relation"),
+    "nb05.q4": ("A", "not A"),
 }
 
 
@@ -97,6 +104,15 @@ def test_reference_loss_matches_the_package():
                               course.clip_loss(image_embeds, text_embeds, temperature), atol=1e-6)
 
 
+def test_reference_failing_query_really_fails_on_pocket():
+    from course.exercises import nb05
+
+    label = nb05.top1_label(nb05.q3.reference)
+    assert "not red" in nb05.q3.reference and label.classname == "red circle"
+    assert nb05.q3.check("a circle next to something red", record=False).correct
+    assert not nb05.q3.check("a red square beside a green circle", record=False).correct
+
+
 def test_reference_templates_beat_the_bare_class_name():
     from course.exercises import nb04
 
@@ -118,7 +134,7 @@ def test_markup_and_stored_outputs(module):
     for cell in code:
         exercise_id, role = cell_markup(cell)
         if role == "check":  # nbval re-checks this output: untouched means not attempted
-            assert "# NBVAL_CHECK_OUTPUT" in cell.source
+            assert "# NBVAL_CHECK_OUTPUT" in cell.source.splitlines()  # nbval needs its own line
             shown = "".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs)
             assert f"[{exercise_id}] NOT_ATTEMPTED" in shown
     assert "ProgressTracker(" in code[-1].source

@@ -144,6 +144,9 @@ def test_finetune_bad_input(pocket):
     data = shapes.generate(4, seed=5)
     with pytest.raises(ValueError, match="pair up"):
         transfer.finetune_contrastive(pocket, data.images, data.captions[:3], progress=False)
+    with pytest.raises(ValueError, match="4 images but 3 labels"):
+        transfer.finetune_contrastive(pocket, data.images, data.captions, labels=["a", "b", "c"],
+                                      progress=False)
     with pytest.raises(ValueError, match="freeze"):
         transfer.finetune_contrastive(pocket, data.images, data.captions, steps=1,
                                       batch_size=2, freeze="both", progress=False)

@@ -10,8 +10,9 @@ from PIL import Image
 
 pytest.importorskip("ipywidgets")
 
-from course.data import shapes  # noqa: E402
-from course.widgets import ZeroShotPlayground, image_from_upload, parse_labels  # noqa: E402
+from course.data import shapes
+from course.retrieval import EmbeddingIndex
+from course.widgets import SearchBox, ZeroShotPlayground, image_from_upload, parse_labels
 
 
 def _upload(name: str, content: bytes) -> tuple[dict, ...]:
@@ -72,3 +73,36 @@ def test_image_upload_is_classified(playground):
     playground.upload.value = _upload("mine.png", _png())
     assert playground.picker.value == f"{ZeroShotPlayground.UPLOADED} mine.png"
     assert "2 label(s)" in playground.message.value
+
+
+@pytest.fixture()
+def search_box(pocket):
+    from course import encode_images
+
+    data = shapes.generate(12, seed=3)
+    index = EmbeddingIndex(encode_images(pocket, data.images),
+                           items=[label.classname for label in data.labels])
+    return SearchBox(pocket, index, data.images, query="a red circle", k=3), data
+
+
+def test_search_box_finds_the_top_hits(search_box):
+    box, _ = search_box
+    hits = box.run()
+    assert len(hits) == 3 and [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    expected = box.index.search_text(box.clip, "a red circle", k=3).indices[0].tolist()
+    assert [row for row, _ in hits] == expected
+    assert "3 best of 12" in box.message.value
+
+
+def test_search_box_empty_query_shows_a_message(search_box):
+    box, _ = search_box
+    for empty in ("", "   "):
+        box.query.value = empty  # observed: runs the search, which must not raise
+        assert box.run() is None
+        assert "Type a query" in box.message.value
+
+
+def test_search_box_needs_one_image_per_row(pocket, search_box):
+    box, data = search_box
+    with pytest.raises(ValueError, match="11 images for an index of 12"):
+        SearchBox(pocket, box.index, data.images[:11])

@@ -7,7 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from course.exercises.core import Case, FunctionExercise, ValueExercise, close, equal, short, to_plain
+from course.exercises.core import (
+    Case,
+    FunctionExercise,
+    ValueExercise,
+    close,
+    equal,
+    short,
+    to_plain,
+)
 
 #: The toy example of exercise 3: one image embedding and three caption embeddings (not unit length).
 TOY_IMAGE = [1.0, 0.1, 0.0, 0.1]
@@ -96,8 +104,8 @@ q1 = FunctionExercise(
     variants=[_to_torch],
     hints=[
         "Normalise every row to length 1 first; then all cosines are one matrix product.",
-        "`np.linalg.norm(A, axis=1, keepdims=True)` gives one length per row, shaped (N, 1) "
-        "so that `A / lengths` divides each row by its own length.",
+        ("`np.linalg.norm(A, axis=1, keepdims=True)` gives one length per row, shaped (N, 1) "
+        "so that `A / lengths` divides each row by its own length."),
         "With unit rows, `A @ B.T` is the (N, M) matrix of cosines.",
     ],
 )
@@ -128,9 +136,9 @@ q3 = ValueExercise(
     """,
     compare=equal(),
     hints=[
-        "Compute the three dot products and the three cosines, then take the caption with the "
-        "largest value of each.",
-        "The cosine divides by both lengths; the dot product does not, so a long vector can win "
-        "it while pointing elsewhere.",
+        ("Compute the three dot products and the three cosines, then take the caption with the "
+        "largest value of each."),
+        ("The cosine divides by both lengths; the dot product does not, so a long vector can win "
+        "it while pointing elsewhere."),
     ],
 )

@@ -69,8 +69,8 @@ q1 = FunctionExercise(
     hints=[
         "Normalise both sets of embeddings, then logits = image_embeds @ text_embeds.T / temperature.",
         "The right text for image i is text i: the targets are `torch.arange(N)`.",
-        "`F.cross_entropy(logits, targets)` scores the rows (image -> text); the columns are the "
-        "rows of `logits.T`. Average the two.",
+        ("`F.cross_entropy(logits, targets)` scores the rows (image -> text); the columns are the "
+        "rows of `logits.T`. Average the two."),
     ],
 )
 
@@ -83,8 +83,8 @@ q2 = ValueExercise(
     compare=close(rtol=1e-3),
     hints=[
         "All logits equal: the softmax is uniform, so the right answer gets probability 1/N.",
-        "Aligned at temperature 1: the right logit is cos = 1, the N - 1 others are 0, so the "
-        "right answer gets e / (e + N - 1). The loss is minus the log of that probability.",
+        ("Aligned at temperature 1: the right logit is cos = 1, the N - 1 others are 0, so the "
+        "right answer gets e / (e + N - 1). The loss is minus the log of that probability."),
         "Both directions give the same value here, so their average does too.",
     ],
 )

@@ -151,10 +151,10 @@ q2 = ValueExercise(
     compare=beats_baseline(),
     hints=[
         "A template is a sentence with `{}` where the class name goes, e.g. 'a photo of a {}.'.",
-        "Captions the model saw in training are whole phrases that always name a colour too "
-        "('a red circle', 'a picture of a blue star'); 'circle' alone never appeared.",
-        "Try 'a {} shape', or a list of templates, one per colour ('a red {}', 'a blue {}', ...): "
-        "the list is averaged (ensembling).",
+        ("Captions the model saw in training are whole phrases that always name a colour too "
+        "('a red circle', 'a picture of a blue star'); 'circle' alone never appeared."),
+        ("Try 'a {} shape', or a list of templates, one per colour ('a red {}', 'a blue {}', ...): "
+        "the list is averaged (ensembling)."),
     ],
 )
 
@@ -168,7 +168,7 @@ q3 = FunctionExercise(
     hints=[
         "For each row, find the indices of the k largest probabilities.",
         "`np.argsort(-probs, axis=1)[:, :k]` (or `probs.topk(k, dim=1).indices` in torch).",
-        "A row counts as a hit when its target is among them: compare with `targets[:, None]` "
-        "and use `.any(axis=1)`, then take the mean.",
+        ("A row counts as a hit when its target is among them: compare with `targets[:, None]` "
+        "and use `.any(axis=1)`, then take the mean."),
     ],
 )

@@ -1,0 +1,482 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Retrieval: search images with text, and text with images
+#
+# **Time:** about 30 minutes · **Prerequisites:** notebook 02 (notebook 04 helps)
+#
+# **By the end of this notebook you can**
+# - build an embedding index once and search it text→image and image→text, and write exact
+#   top-k search yourself;
+# - say, with a measurement, what re-encoding every image for every query costs;
+# - compute recall@k as the CLIP paper and CLIP_benchmark define it, with several captions per
+#   image;
+# - find queries that fail and explain why (attribute binding, negation, relations);
+# - read how search time and memory grow with the collection, and say when to switch to an
+#   approximate-nearest-neighbour library.
+
+# %%
+import tempfile
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import course
+from course.data import shapes
+from course.exercises import nb05 as ex
+from course.plots import retrieval_gallery, similarity_heatmap
+from course.widgets import SearchBox
+
+clip = course.load_clip("auto")
+clip
+
+# %% [markdown]
+# ## 1. Build the index once
+#
+# Retrieval asks: given a query, which items of a collection are most similar to it? With CLIP,
+# queries and items live in one space. Encode every image $x_i$ of the collection **once**, keep
+# the unit vectors $\hat x_i = f(x_i) / \lVert f(x_i) \rVert$ as rows of a matrix $X \in
+# \mathbb{R}^{N \times D}$, and a text query $t$ becomes one more vector $\hat q = g(t) / \lVert
+# g(t) \rVert$. Its scores against the whole collection are one matrix-vector product, and the
+# answer is the $k$ best:
+#
+# $$ s_i = \hat q \cdot \hat x_i = \cos(\hat q, \hat x_i), \qquad
+#    \text{top-}k(q) = \operatorname*{arg\,top\text{-}k}_{i \in \{1..N\}} \; s_i . $$
+#
+# Image→text search is the same with the roles swapped: the index holds caption embeddings and
+# the query is an image. Our collection: 200 fresh Shapes images, each with **5 captions**
+# written from different templates, like the 5 captions per image of MS-COCO and Flickr30k, the
+# datasets on which CLIP's retrieval was measured.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+data = shapes.generate(200, seed=505)
+captions = []  # 5 per image: image i owns captions 5i .. 5i+4
+for i, label in enumerate(data.labels):
+    picks = np.random.default_rng([505, i]).choice(len(shapes.TEMPLATES), 5, replace=False)
+    captions += [label.caption(shapes.TEMPLATES[t]) for t in picks]
+caption_owner = [i // 5 for i in range(len(captions))]
+print(len(data.images), "images,", len(captions), "captions; image 0:", data.labels[0].classname)
+print(captions[:5])
+
+# %%
+start = time.perf_counter()
+image_index = course.EmbeddingIndex(course.encode_images(clip, data.images),
+                                    items=[label.classname for label in data.labels])
+caption_index = course.EmbeddingIndex(course.encode_texts(clip, captions), items=captions)
+print(f"built both indexes in {time.perf_counter() - start:.1f} s:", image_index, caption_index,
+      sep="\n  ")
+
+# %% [markdown]
+# Text→image: one query, the five best images with their cosines.
+
+# %%
+query = "a large green star"
+hits = image_index.search_text(clip, query, k=5)
+retrieval_gallery(query, [data.images[i] for i in hits.indices[0]], hits.scores[0],
+                  captions=hits.items[0], title=f"text → image ({clip.name})");
+
+# %% [markdown]
+# Image→text: an image as the query, the caption index as the collection.
+
+# %%
+probe = 3
+hits = caption_index.search_image(clip, data.images[probe], k=5)
+print(f"query: image {probe} ({data.labels[probe].classname}, {data.labels[probe].size}, "
+      f"{data.labels[probe].position})")
+for rank, (caption, score, j) in enumerate(zip(hits.items[0], hits.scores[0], hits.indices[0]), 1):
+    mine = "  <- one of its own captions" if caption_owner[j] == probe else ""
+    print(f"  #{rank}  {score:.3f}  {caption}{mine}")
+
+# %% [markdown]
+# ### Exercise 1: exact top-k search
+#
+# The index is a convenience; the search itself is three lines. Write
+# `top_k_search(query_embeds, index_embeds, k)`: `(Q, D)` queries and `(N, D)` stored embeddings,
+# **not necessarily unit length**; return the `(Q, k)` indices of the $k$ most cosine-similar
+# stored embeddings of each query, best first. NumPy or torch, as you like.
+
+# %% course={"exercise": "nb05.q1", "role": "stub"}
+def top_k_search(query_embeds, index_embeds, k):
+    """Indices (Q, k) of the k stored embeddings most cosine-similar to each query, best first."""
+    ### BEGIN SOLUTION
+    raise NotImplementedError("Replace this line with your code")
+    ### END SOLUTION
+
+# %% course={"exercise": "nb05.q1", "role": "check"}
+# NBVAL_CHECK_OUTPUT
+ex.q1.check(top_k_search)
+# ex.q1.hint()      # a hint; call again for the next one
+# ex.q1.solution()  # the course's solution
+
+# %% [markdown]
+# Yours (or, until it passes, the course's) must agree with `EmbeddingIndex.search`:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+search = ex.q1.use(top_k_search)
+text_embeds = course.encode_texts(clip, ["a red circle", "a large blue hexagon", "a purple cross"])
+mine = torch.as_tensor(np.asarray(search(text_embeds.numpy(), image_index.embeddings.numpy(), 5)))
+print("same top-5 as the index:", torch.equal(mine, image_index.search(text_embeds, k=5).indices))
+
+# %% [markdown]
+# ## 2. What re-encoding every image for every query costs
+#
+# The material this course grew from answered each query by running the **whole model** over the
+# query paired with every image, then sorting the similarities. The results are the same; the
+# work is not. With $Q$ queries over $N$ images:
+#
+# $$ \underbrace{Q \cdot N}_{\text{re-encoding}} \ \text{image encodings} \qquad \text{vs} \qquad
+#    \underbrace{N}_{\text{once}} \ \text{image encodings} + Q \ \text{text encodings}
+#    + Q \cdot N \ \text{dot products}. $$
+#
+# An image encoding is a forward pass through a vision transformer; a dot product of two
+# $D$-dimensional vectors is $D$ multiply-adds. Measured here on 100 images and 3 queries:
+
+# %%
+few_images, queries = data.images[:100], ["a red circle", "a small blue square", "a green star"]
+
+
+def reencode_search(query, images, k=5):
+    """The seed's pattern: the whole model over (query, image) for every image, per query."""
+    inputs = clip.processor(text=[query] * len(images), images=images, return_tensors="pt",
+                            padding=True, truncation=True)
+    with torch.inference_mode():
+        out = clip.model(**inputs.to(clip.device))
+    sims = F.cosine_similarity(out.text_embeds, out.image_embeds)
+    return sims.argsort(descending=True)[:k].tolist()
+
+
+start = time.perf_counter()
+slow = [reencode_search(q, few_images) for q in queries]
+slow_s = (time.perf_counter() - start) / len(queries)
+start = time.perf_counter()
+small_index = course.EmbeddingIndex(course.encode_images(clip, few_images))
+build_s = time.perf_counter() - start
+start = time.perf_counter()
+fast = small_index.search_text(clip, queries, k=5)
+fast_s = (time.perf_counter() - start) / len(queries)
+print(f"re-encoding: {slow_s * 1e3:7.1f} ms per query")
+print(f"index:       {build_s * 1e3:7.1f} ms to build once, then {fast_s * 1e3:.1f} ms per query "
+      f"({slow_s / fast_s:.0f}x faster per query)")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("same top-5 for every query:", slow == fast.indices.tolist())
+
+# %% [markdown]
+# Within a query or two the index has paid for itself, and the gap grows with $N$: at 100,000
+# images the re-encoding pattern would run the vision tower 100,000 times **per query**. Building
+# once also means the index can be saved and reloaded (safetensors for the vectors, JSON for the
+# items; no pickle) instead of re-encoding the collection in every session:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with tempfile.TemporaryDirectory() as folder:
+    image_index.save(folder)
+    reloaded = course.EmbeddingIndex.load(folder)
+print(reloaded, "| same answers:",
+      torch.equal(reloaded.search(text_embeds, 5).indices, image_index.search(text_embeds, 5).indices))
+
+# %% [markdown]
+# ## 3. Recall@k
+#
+# How good is a retrieval model? Radford et al. (2021) and CLIP_benchmark report **recall@k**:
+# the share of queries with at least one correct item among their $k$ best hits. With $P(q)$ the
+# set of correct items of query $q$,
+#
+# $$ \text{R@}k = \frac{1}{|\mathcal Q|} \sum_{q \in \mathcal Q}
+#    \mathbb{1}\big[\, \text{top-}k(q) \cap P(q) \neq \emptyset \,\big]. $$
+#
+# With 5 captions per image the two directions differ:
+# - **text→image**: every caption is a query ($5N$ queries) with exactly one correct image, its own;
+# - **image→text**: every image is a query ($N$ queries) with **five** correct captions; a hit is
+#   any one of them in the top $k$.
+#
+# (The name is borrowed from information retrieval but it is not "the share of correct items
+# found": finding one is enough. CLIP reports R@1, R@5 and R@10 on Flickr30k and MS-COCO.)
+#
+# ### Exercise 2
+#
+# Write `recall_at_k(similarity, positives, k)`: `similarity` is `(Q, N)` (a query's scores
+# against every candidate), `positives[q]` is the list of correct candidate indices of query
+# `q`; return R@k as a float.
+
+# %% course={"exercise": "nb05.q2", "role": "stub"}
+def recall_at_k(similarity, positives, k):
+    """Share of queries with at least one of their positives among their k highest scores."""
+    ### BEGIN SOLUTION
+    raise NotImplementedError("Replace this line with your code")
+    ### END SOLUTION
+
+# %% course={"exercise": "nb05.q2", "role": "check"}
+# NBVAL_CHECK_OUTPUT
+ex.q2.check(recall_at_k)
+
+# %% [markdown]
+# Now both directions on our collection, with your function and with `course.recall_at_k`
+# (which takes several cut-offs at once):
+
+# %%
+recall = ex.q2.use(recall_at_k)
+sim_t2i = caption_index.embeddings @ image_index.embeddings.T  # (1000 captions, 200 images)
+t2i_pos = [[owner] for owner in caption_owner]
+i2t_pos = [list(range(5 * i, 5 * i + 5)) for i in range(len(data.images))]
+package_t2i = course.recall_at_k(sim_t2i, t2i_pos, ks=(1, 5, 10))
+package_i2t = course.recall_at_k(sim_t2i.T, i2t_pos, ks=(1, 5, 10))
+print("        text→image (yours | course)   image→text (yours | course)")
+for k in (1, 5, 10):
+    t2i, i2t = recall(sim_t2i.numpy(), t2i_pos, k), recall(sim_t2i.T.numpy(), i2t_pos, k)
+    print(f"R@{k:<2}    {t2i:6.1%} | {package_t2i[k]:6.1%}              "
+          f"{i2t:6.1%} | {package_i2t[k]:6.1%}")
+
+# %% [markdown]
+# If yours and the course's differ, it is by one query or two, and the reason is **ties**: the
+# same caption text written for two images ("a red circle") has exactly the same embedding, so
+# the two copies score exactly the same, and which one a sort puts first is arbitrary. Whether
+# a tie at rank $k$ counts as a hit then depends on the sort. Real benchmarks have near-duplicate
+# captions too; it is one reason to read the last digit of a recall with care.
+#
+# Text→image R@1 is low, and that is the metric being strict, not the model being bad. About
+# four images of the 200 share each colour-shape pair, and a caption such as "a red circle" fits
+# every one of them equally; only the caption's own image counts as correct. Captions that name
+# the size and the position pin one image down; short ones cannot. MS-COCO has the same effect on
+# a smaller scale (many captions would fit several photos), which is one reason R@5 and R@10 are
+# reported too. A looser check that counts any image of the right colour-shape pair:
+
+# %%
+classnames = [label.classname for label in data.labels]
+same_pair = [[j for j, c in enumerate(classnames) if c == classnames[owner]] for owner in caption_owner]
+print({k: f"{v:.1%}" for k, v in course.recall_at_k(sim_t2i, same_pair, ks=(1, 5)).items()})
+
+# %% [markdown]
+# ## 4. A retrieval gallery
+#
+# A few queries, from plain to specific. Read the scores too: the top hits of a good query score
+# clearly above the rest.
+
+# %%
+for query in ["a yellow triangle", "a large purple hexagon in the top right", "the cross is pink"]:
+    hits = image_index.search_text(clip, query, k=6)
+    retrieval_gallery(query, [data.images[i] for i in hits.indices[0]], hits.scores[0],
+                      captions=hits.items[0])
+plt.show()
+
+# %% [markdown]
+# ## 5. Failure analysis: queries that fail, and why
+#
+# A recall number hides *which* queries fail. Try queries whose meaning depends on how the words
+# relate: negation ("not red") and relations ("next to something red"). For each, the classes of
+# the five best images:
+
+# %%
+probes = ["a red circle", "a circle that is not red", "a circle next to something red",
+          "a red thing next to a circle", "a circle without red", "a square that is not blue"]
+for query, items in zip(probes, image_index.search_text(clip, probes, k=5).items):
+    print(f"{query:<32} {', '.join(items)}")
+
+# %% [markdown]
+# With pocket, every one of these returns the same images as the two words it knows, "red" and
+# "circle". "A circle that is not red" has correct answers in the collection (the blue, green,
+# yellow... circles), and pocket ranks red circles first. The relation queries have no correct
+# image at all here (every image shows a single shape), so the honest answer would be "nothing
+# fits well"; a retrieval system always returns its $k$ best anyway.
+#
+# Why? Look at the text embeddings themselves:
+
+# %%
+texts = ["a red circle", "a circle that is not red", "a circle next to something red",
+         "a red square and a green circle", "a green square and a red circle"]
+text_sims = course.encode_texts(clip, texts)
+fig = similarity_heatmap(text_sims @ text_sims.T, texts=texts, title=f"text vs text cosine ({clip.name})")
+fig.axes[0].set_yticks(range(len(texts)), texts)
+fig.axes[0].set_ylabel("texts");
+
+# %% [markdown]
+# To pocket, "a red square and a green circle" and "a green square and a red circle" are almost the
+# same point: the embedding records **which words occur**, not **which word goes with which**.
+# That is the **attribute binding** problem. Pocket learned from captions that each describe one
+# object, so nothing in its training ever rewarded reading "not", "next to" or word order: a bag
+# of words already solved the contrastive task. Real CLIP models suffer from the same problem
+# in a milder form. Yuksekgonul et al. (2023) showed that CLIP-style models often cannot tell
+# "the horse is eating the grass" from "the grass is eating the horse", because, again, the
+# contrastive objective on web captions rarely needs word order. With a real CLIP, try the
+# queries above on the photo collection of your choice.
+#
+# ### Exercise 3: find a query that fails
+#
+# Set `failing_query` to a query that names a colour and a shape, says something more about them
+# (a negation or a relation), and still gets, as its top-1 image, exactly that colour and shape:
+# the bag-of-words reading. The check runs your query on **pocket** over 240 fresh Shapes images
+# (whatever model this notebook loaded). Try yours in the cell above first.
+
+# %% course={"exercise": "nb05.q3", "role": "stub"}
+### BEGIN SOLUTION
+failing_query = None  # replace None with your answer
+### END SOLUTION
+
+# %% course={"exercise": "nb05.q3", "role": "check"}
+# NBVAL_CHECK_OUTPUT
+ex.q3.check(failing_query)
+
+# %% [markdown]
+# ### Exercise 4: why does it fail?
+#
+# Set `failure_reason` to the letter of the best explanation:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for letter, reason in ex.REASONS.items():
+    print(f"{letter}. {reason}")
+
+# %% course={"exercise": "nb05.q4", "role": "stub"}
+### BEGIN SOLUTION
+failure_reason = None  # replace None with your answer
+### END SOLUTION
+
+# %% course={"exercise": "nb05.q4", "role": "check"}
+# NBVAL_CHECK_OUTPUT
+ex.q4.check(failure_reason)
+
+# %% [markdown]
+# ## 6. How search time and memory grow
+#
+# Exact search compares the query with every stored vector: $O(N D)$ time per query and $N D$
+# numbers of memory, 4 bytes each in float32. Measure it live from 1,000 to 100,000 vectors of
+# $D = 512$ (the size of `openai/clip-vit-base-patch32`'s embeddings; pocket's are smaller).
+# Random unit vectors do as well as real embeddings here: the arithmetic does not look at the
+# values.
+
+# %%
+sizes = [1_000, 3_000, 10_000, 30_000, 100_000]
+dim, generator = 512, torch.Generator().manual_seed(0)
+batch = F.normalize(torch.randn(100, dim, generator=generator), dim=1)
+latency_ms, batch_ms, memory_mb = [], [], []
+for n in sizes:
+    index = course.EmbeddingIndex(torch.randn(n, dim, generator=generator))
+    index.search(batch, k=10)  # warm-up
+    times = []
+    for q in batch[:20]:
+        start = time.perf_counter()
+        index.search(q, k=10)
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    index.search(batch, k=10)
+    batch_ms.append((time.perf_counter() - start) * 1e3)
+    latency_ms.append(np.median(times) * 1e3)
+    memory_mb.append(index.nbytes / 2**20)
+    print(f"N={n:>7,}  {memory_mb[-1]:7.1f} MB   1 query {latency_ms[-1]:6.2f} ms   "
+          f"100 queries {batch_ms[-1]:7.1f} ms")
+del index
+
+# %% [markdown]
+# Both grow linearly with $N$ (the smallest sizes are dominated by fixed overheads). A batch of
+# 100 queries costs far less than 100 single queries at large $N$: one matrix-matrix product reads
+# the index from memory once for all of them.
+#
+# At 1,000,000 vectors, memory is exactly $10^6 \times 512 \times 4$ bytes, about 1.9 GiB in
+# float32 (half with `EmbeddingIndex(..., dtype=torch.float16)`). That is more than this notebook
+# should allocate on a shared laptop, so the 1M point below is the one recorded by the course's
+# benchmark (`python -m bench retrieval`, 2 shared CPU cores; table in `bench/README.md`), next to
+# a straight-line extrapolation from the two largest live points. Your machine will differ;
+# the slope will not.
+
+# %%
+million = 1_000_000
+bench_1m = {"1 query ms": 199, "100 queries ms": 2081, "index MB": 1953}  # bench/README.md, float32
+slope = (latency_ms[-1] - latency_ms[-2]) / (sizes[-1] - sizes[-2])
+extrapolated = {"1 query ms": latency_ms[-1] + slope * (million - sizes[-1]),
+                "index MB": million * dim * 4 / 2**20}
+fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 3.6))
+for ax, values, key, label in [(ax_t, latency_ms, "1 query ms", "ms per query (one query)"),
+                               (ax_m, memory_mb, "index MB", "index memory, MB (float32)")]:
+    ax.loglog(sizes, values, "o-", label="measured here")
+    ax.loglog([sizes[-1], million], [values[-1], extrapolated[key]], ":", color="C1",
+              label="straight-line extrapolation")
+    ax.loglog([million], [bench_1m[key]], "s", color="C3", ms=8, label="1M: bench/README.md")
+    ax.set_xlabel("vectors in the index (N)")
+    ax.set_ylabel(label)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left")
+ax_t.set_title("exact search time grows with N")
+ax_m.set_title("memory grows with N")
+fig.tight_layout()
+plt.show()
+print(f"1M vectors: {bench_1m['1 query ms']} ms per query recorded by the bench "
+      f"({extrapolated['1 query ms']:.0f} ms extrapolated from here), "
+      f"{bench_1m['index MB']:,} MB of float32")
+
+# %% [markdown]
+# **When to switch to approximate nearest neighbours.** Exact search is simple and always right,
+# and for a single user it stays interactive to about a million vectors on a laptop. Switch when
+# one of these bites:
+#
+# - **latency**: many queries per second over millions of vectors;
+# - **memory**: the float32 matrix no longer fits in RAM (float16 buys a factor of 2);
+# - **scale**: hundreds of millions of vectors, as in web-scale image search.
+#
+# Approximate-nearest-neighbour (ANN) libraries trade a little recall for large speed-ups:
+# **FAISS** (inverted files that only scan a few clusters, product quantisation that compresses a
+# 512-d float32 vector of 2 KB to a few dozen bytes, GPU search), **hnswlib** (a navigable
+# graph; logarithmic-looking search time), **ScaNN** (Google's quantisation-based search). They
+# all take the same normalised embeddings; measure their answers against exact search with
+# recall@k, exactly as above. None of them is needed for this course.
+#
+# ## 7. Search box
+#
+# Type a query and press Enter or **search**. (Widgets need a running kernel; below the box is
+# the same search drawn statically.)
+
+# %%
+SearchBox(clip, image_index, data.images, query="a blue square", k=5)
+
+# %%
+hits = image_index.search_text(clip, "a blue square", k=5)
+retrieval_gallery("a blue square", [data.images[i] for i in hits.indices[0]], hits.scores[0],
+                  captions=hits.items[0], title=f"search box, drawn statically ({clip.name})");
+
+# %% [markdown]
+# ## Key papers
+#
+# - **Radford et al., 2021**, *CLIP: Learning Transferable Visual Models From Natural Language
+#   Supervision*: zero-shot image-text retrieval on Flickr30k and MS-COCO, reported as R@1/5/10.
+# - **Jia et al., 2021**, *ALIGN: Scaling Up Visual and Vision-Language Representation Learning
+#   With Noisy Text Supervision*: the same dual-encoder recipe on 1.8 billion noisy alt-text
+#   pairs; strong retrieval from scale rather than curation.
+# - **Cherti, Beaumont et al., CLIP_benchmark** (LAION, 2022-): the standard harness for
+#   zero-shot classification and retrieval; its recall@k counts a query as a hit when any of its
+#   captions is in the top k, as here.
+# - **Johnson, Douze and Jégou, 2017**, *Billion-scale similarity search with GPUs* (FAISS):
+#   inverted files and product quantisation make nearest-neighbour search over billions of
+#   vectors practical.
+# - **Yuksekgonul et al., 2023**, *When and Why Vision-Language Models Behave like
+#   Bags-of-Words*: the attribute-binding and word-order failures of section 5, on real CLIP.
+#
+# ## Progress tracker
+
+# %%
+from course.progress import ProgressTracker
+
+ProgressTracker("05_retrieval", [
+    ("I can write exact top-k search over an embedding index", "nb05.q1"),
+    "I can explain, with numbers, why the index is built once instead of re-encoding per query",
+    ("I can compute recall@k with several captions per image, in both directions", "nb05.q2"),
+    ("I can find a query that fails on attribute binding or negation", "nb05.q3"),
+    ("I can explain why a bag-of-words text embedding fails on it", "nb05.q4"),
+    "I can say how search time and memory grow and when to switch to an ANN library",
+])
