@@ -234,6 +234,27 @@ def equal() -> Comparator:
     return compare
 
 
+def torch_variant(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A case's arguments with numeric arrays (and lists of numbers) as torch tensors.
+
+    Used as a check variant so a learner may answer with numpy or with torch: floats become
+    float32 tensors, integers keep their integer type, everything else is left alone.
+    """
+    import numpy as np
+    import torch
+
+    out = []
+    for arg in args:
+        numeric_list = isinstance(arg, list) and bool(arg) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in arg)
+        if isinstance(arg, np.ndarray) or numeric_list:
+            arr = np.asarray(arg)
+            out.append(torch.as_tensor(arr.astype(np.float32) if arr.dtype.kind == "f" else arr))
+        else:
+            out.append(arg)
+    return tuple(out)
+
+
 def _as_python(value: Any) -> Any:
     """numpy/torch scalars become int/float so that 3 == np.int64(3) sorts and compares."""
     if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:

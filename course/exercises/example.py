@@ -5,11 +5,16 @@ Each exercise keeps its reference solution right here, beside its hidden tests.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from course.exercises.core import Case, FunctionExercise, ValueExercise, close, same_items
+from course.exercises.core import (
+    Case,
+    FunctionExercise,
+    ValueExercise,
+    close,
+    same_items,
+    torch_variant,
+)
 
 LOGIT_SCALE = 4.6052  # log(100): the value CLIP's learned logit scale ends at
 
@@ -50,20 +55,13 @@ def _top_k_cases() -> list[Case]:
     ]
 
 
-def _to_torch(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    import torch
-
-    return tuple(torch.as_tensor(arg, dtype=torch.float32) if isinstance(arg, np.ndarray) else arg
-                 for arg in args)
-
-
 q1 = FunctionExercise(
     "example.q1",
     "cosine similarity",
     reference=cosine_similarity,
     cases=_cosine_cases,
     compare=close(rtol=1e-4, atol=1e-5),
-    variants=[_to_torch],  # numpy or torch: both are accepted
+    variants=[torch_variant],  # numpy or torch: both are accepted
     hints=[
         ("Cosine similarity is the dot product of the two vectors divided by the product of "
          "their lengths."),
@@ -78,7 +76,7 @@ q2 = FunctionExercise(
     reference=top_k_captions,
     cases=_top_k_cases,
     compare=same_items(),
-    variants=[_to_torch],
+    variants=[torch_variant],
     hints=[
         "Sort the caption indices by similarity, highest first.",
         "`np.argsort(-similarities)` orders indices from the highest score down.",

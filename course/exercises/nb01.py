@@ -3,11 +3,16 @@ prediction, and the size of CLIP's contrastive problem."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from course.exercises.core import Case, FunctionExercise, ValueExercise, equal, same_items
+from course.exercises.core import (
+    Case,
+    FunctionExercise,
+    ValueExercise,
+    equal,
+    same_items,
+    torch_variant,
+)
 
 #: The tasks listed in the notebook; the learner picks the multimodal ones by letter.
 TASKS = {
@@ -39,12 +44,6 @@ def _predict_cases() -> list[Case]:
     ]
 
 
-def _to_torch(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    import torch
-
-    return (torch.as_tensor(np.asarray(args[0], dtype=np.float32)), *args[1:])
-
-
 q1 = ValueExercise(
     "nb01.q1",
     "which tasks are multimodal",
@@ -64,7 +63,7 @@ q2 = FunctionExercise(
     reference=predict_label,
     cases=_predict_cases,
     compare=equal(),
-    variants=[_to_torch],
+    variants=[torch_variant],
     hints=[
         "The prediction is the label at the position of the largest similarity.",
         "`np.argmax(similarities)` gives that position; index `labels` with it.",

@@ -15,6 +15,7 @@ from course.exercises.core import (
     equal,
     short,
     to_plain,
+    torch_variant,
 )
 
 #: The toy example of exercise 3: one image embedding and three caption embeddings (not unit length).
@@ -88,20 +89,13 @@ def _best_cases() -> list[Case]:
     ]
 
 
-def _to_torch(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    import torch
-
-    return tuple(torch.as_tensor(a, dtype=torch.float32) if isinstance(a, np.ndarray) else a
-                 for a in args)
-
-
 q1 = FunctionExercise(
     "nb02.q1",
     "cosine-similarity matrix",
     reference=cosine_similarity_matrix,
     cases=_cosine_cases,
     compare=close(rtol=1e-4, atol=1e-5),
-    variants=[_to_torch],
+    variants=[torch_variant],
     hints=[
         "Normalise every row to length 1 first; then all cosines are one matrix product.",
         ("`np.linalg.norm(A, axis=1, keepdims=True)` gives one length per row, shaped (N, 1) "
@@ -116,7 +110,7 @@ q2 = FunctionExercise(
     reference=best_caption,
     cases=_best_cases,
     compare=same_list(),
-    variants=[_to_torch],
+    variants=[torch_variant],
     hints=[
         "Rows are images and columns are captions: you want the column of each row's maximum.",
         "`similarity.argmax(axis=1)` (numpy) or `similarity.argmax(dim=1)` (torch) does it.",

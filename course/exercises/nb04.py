@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from course.exercises.core import Case, FunctionExercise, ValueExercise, close
+from course.exercises.core import Case, FunctionExercise, ValueExercise, close, torch_variant
 
 #: The baseline of exercise 2: the bare class name, no sentence around it.
 BASELINE_TEMPLATES = ["{}"]
@@ -119,12 +119,6 @@ def _to_numpy(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(a.numpy() if hasattr(a, "numpy") else a for a in args)
 
 
-def _to_torch(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    import torch
-
-    return tuple(torch.as_tensor(a) if isinstance(a, np.ndarray) else a for a in args)
-
-
 q1 = FunctionExercise(
     "nb04.q1",
     "zero-shot probabilities from embeddings",
@@ -164,7 +158,7 @@ q3 = FunctionExercise(
     reference=top_k_accuracy,
     cases=_topk_cases,
     compare=close(rtol=1e-6),
-    variants=[_to_torch],
+    variants=[torch_variant],
     hints=[
         "For each row, find the indices of the k largest probabilities.",
         "`np.argsort(-probs, axis=1)[:, :k]` (or `probs.topk(k, dim=1).indices` in torch).",

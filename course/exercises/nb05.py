@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from course.exercises.core import Case, FunctionExercise, ValueExercise, close
+from course.exercises.core import Case, FunctionExercise, ValueExercise, close, torch_variant
 
 #: The colour and shape words of Shapes (kept here so importing this module stays light).
 COLOURS = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown"]
@@ -145,20 +145,13 @@ def _recall_cases() -> list[Case]:
     ]
 
 
-def _to_torch(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    import torch
-
-    return tuple(torch.as_tensor(a, dtype=torch.float32) if isinstance(a, np.ndarray) else a
-                 for a in args)
-
-
 q1 = FunctionExercise(
     "nb05.q1",
     "exact top-k retrieval",
     reference=top_k_search,
     cases=_topk_cases,
     compare=close(rtol=0, atol=0),
-    variants=[_to_torch],
+    variants=[torch_variant],
     hints=[
         "Cosine similarity is the dot product of unit vectors: normalise both sets first.",
         "`scores = q @ x.T` has one row per query and one column per stored embedding.",
@@ -173,7 +166,7 @@ q2 = FunctionExercise(
     reference=recall_at_k,
     cases=_recall_cases,
     compare=close(rtol=1e-6),
-    variants=[_to_torch],
+    variants=[torch_variant],
     hints=[
         "For each query (row), take the indices of its k highest scores.",
         "A query is a hit if any of its positives is among them: a set intersection is enough.",
