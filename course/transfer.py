@@ -166,6 +166,7 @@ def finetune_contrastive(
     lr: float = 1e-4,
     weight_decay: float = 0.1,
     freeze: Freeze = None,
+    augment: bool = False,
     seed: int = 0,
     inplace: bool = False,
     progress: bool = True,
@@ -186,6 +187,9 @@ def finetune_contrastive(
         steps: optimizer steps; each draws ``batch_size`` random pairs.
         lr: AdamW learning rate.
         freeze: ``"image"`` or ``"text"`` to keep that tower fixed, ``None`` to train both.
+        augment: randomly flip and rotate (by multiples of 90 degrees) every training image,
+            which multiplies few-shot data; only when the texts do not depend on orientation
+            or position (a shape's class does, "top left" does not).
         seed: makes the batches reproducible.
         inplace: train ``clip.model`` itself instead of a copy.
         progress: show a progress bar.
@@ -220,7 +224,10 @@ def finetune_contrastive(
     try:
         for _ in tqdm(range(steps), desc="fine-tuning", disable=not progress):
             batch = torch.randperm(len(pixels), generator=generator)[:batch_size]
-            img = image_features(model, pixels[batch].to(tuned.device))
+            batch_pixels = pixels[batch]
+            if augment:
+                batch_pixels = _flip_rotate(batch_pixels, generator)
+            img = image_features(model, batch_pixels.to(tuned.device))
             txt = text_features(model, tokens["input_ids"][batch].to(tuned.device),
                                 tokens["attention_mask"][batch].to(tuned.device))
             logits = model.logit_scale.exp() * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
@@ -234,3 +241,14 @@ def finetune_contrastive(
         model.eval()
         freeze_tower(model, None)
     return FinetuneResult(clip=tuned, losses=losses, steps=steps)
+
+
+def _flip_rotate(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image flipped left-right or not, then rotated by 0, 90, 180 or 270 degrees."""
+    out = pixels.clone()
+    flips = torch.rand(len(pixels), generator=generator) < 0.5
+    turns = torch.randint(0, 4, (len(pixels),), generator=generator)
+    for i in range(len(pixels)):
+        image = pixels[i].flip(-1) if flips[i] else pixels[i]
+        out[i] = torch.rot90(image, int(turns[i]), dims=(-2, -1))
+    return out

@@ -150,3 +150,17 @@ def test_finetune_bad_input(pocket):
     with pytest.raises(ValueError, match="freeze"):
         transfer.finetune_contrastive(pocket, data.images, data.captions, steps=1,
                                       batch_size=2, freeze="both", progress=False)
+
+
+def test_augmentation_flips_and_rotates_without_changing_pixels_values():
+    pixels = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    out = transfer._flip_rotate(pixels, torch.Generator().manual_seed(0))
+    assert out.shape == pixels.shape
+    for before, after in zip(pixels, out):
+        # same values, moved: a flip and/or a quarter turn of the same image
+        assert torch.equal(before.flatten().sort().values, after.flatten().sort().values)
+        candidates = [torch.rot90(im, t, dims=(-2, -1)) for im in (before, before.flip(-1))
+                      for t in range(4)]
+        assert any(torch.equal(after, c) for c in candidates)
+    several = [transfer._flip_rotate(pixels, torch.Generator().manual_seed(s)) for s in range(8)]
+    assert any(not torch.equal(o, pixels) for o in several)
