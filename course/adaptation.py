@@ -43,12 +43,12 @@ def shape_task(clip: CLIP, n: int, *, domain: shapes.Domain = "clean", seed: int
     return encode_images(clip, data.images), labels
 
 
-def accuracy(predictions: Sequence[Any], labels: Sequence[Any]) -> float:
+def accuracy(predictions: Sequence[Any] | np.ndarray, labels: Sequence[Any] | np.ndarray) -> float:
     """Share of predictions equal to the labels."""
-    predictions, labels = np.asarray(list(predictions)), np.asarray(list(labels))
-    if len(predictions) != len(labels) or len(labels) == 0:
-        raise ValueError(f"need as many predictions as labels (>0), got {len(predictions)} and {len(labels)}")
-    return float((predictions == labels).mean())
+    pred, true = np.asarray(list(predictions)), np.asarray(list(labels))
+    if len(pred) != len(true) or len(true) == 0:
+        raise ValueError(f"need as many predictions as labels (>0), got {len(pred)} and {len(true)}")
+    return float(np.mean(pred == true))
 
 
 def domain_accuracy(

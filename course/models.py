@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -145,7 +144,7 @@ def _build(source: str, name: str, device: torch.device, *, local_files_only: bo
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
-    model.to(device).eval()
+    model.eval().to(device)  # type: ignore[arg-type]  # transformers' to() is loosely typed
     return CLIP(model=model, processor=processor, name=name, device=device)
 
 
@@ -157,7 +156,7 @@ def load_processor(source: str, *, local_files_only: bool = True) -> Any:
     """
     from transformers import AutoTokenizer, CLIPProcessor
 
-    image_processor = image_processor_class().from_pretrained(
+    image_processor = image_processor_class().from_pretrained(  # type: ignore[attr-defined]
         source, local_files_only=local_files_only
     )
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
@@ -226,9 +225,3 @@ def hub_reachable(timeout: float = 2.0) -> bool:
         return False
     finally:
         pool.shutdown(wait=False)
-
-
-def describe(clip: CLIP) -> str:
-    """One line naming the model, its size and where it runs."""
-    n = sum(p.numel() for p in clip.model.parameters())
-    return f"{clip.name}: {n / 1e6:.1f} M parameters on {clip.device} (Python {sys.version.split()[0]})"

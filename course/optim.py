@@ -13,7 +13,8 @@ MAX_LOGIT_SCALE = math.log(100)
 
 def adamw_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: weight decay on weight matrices only, not on biases, norms or logit_scale."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue

@@ -47,8 +47,8 @@ def few_shot_split(labels: Sequence[Any], k: int, *, n_val: int = 0, seed: int =
         ValueError: fewer than two classes, ``k < 1``, or a class with fewer than
             ``k + n_val + 1`` examples (one must stay for testing).
     """
-    labels = np.asarray(list(labels))
-    classes, counts = np.unique(labels, return_counts=True)
+    y = np.asarray(list(labels))
+    classes, counts = np.unique(y, return_counts=True)
     if len(classes) < 2:
         raise ValueError(f"a classifier needs at least two classes; labels only hold {classes.tolist()}")
     if k < 1 or n_val < 0:
@@ -62,11 +62,11 @@ def few_shot_split(labels: Sequence[Any], k: int, *, n_val: int = 0, seed: int =
     rng = np.random.default_rng(seed)
     train, val = [], []
     for c in classes:
-        idx = rng.permutation(np.flatnonzero(labels == c))
+        idx = rng.permutation(np.flatnonzero(y == c))
         train.append(idx[:k])
         val.append(idx[k:k + n_val])
     train_idx, val_idx = np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-    test_idx = np.setdiff1d(np.arange(len(labels)), np.concatenate([train_idx, val_idx]))
+    test_idx = np.setdiff1d(np.arange(len(y)), np.concatenate([train_idx, val_idx]))
     return FewShotSplit(train=train_idx, val=val_idx, test=test_idx, k=k)
 
 

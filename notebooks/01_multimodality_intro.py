@@ -150,10 +150,10 @@ clip
 # Each row of the matrix below is one image; each entry is the probability the model gives a label.
 
 # %%
+import numpy as np
+
 from course.data import shapes
 from course.plots import similarity_heatmap
-
-import numpy as np
 
 pairs = [("red", "circle"), ("blue", "square"), ("green", "triangle"),
          ("yellow", "star"), ("purple", "hexagon"), ("orange", "cross")]

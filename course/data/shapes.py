@@ -187,7 +187,7 @@ def generate(
             position=POSITIONS[rng.integers(len(POSITIONS))],
             domain=domain,
         )
-        template = templates[rng.integers(len(templates))]
+        template = templates[int(rng.integers(len(templates)))]
         images.append(render(label, image_size=image_size, rng=rng, augment=augment))
         labels.append(label)
         captions.append(label.caption(template))
@@ -307,7 +307,7 @@ def _background(rng: np.random.Generator, augment: bool) -> tuple[int, ...]:
 def _scan_artifacts(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Blur, sensor noise and a circular field of view, as in a scanner image."""
     img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.8, 1.6)) * img.size[0] / 64))
-    a = np.asarray(img, dtype=np.float32)
+    a = np.asarray(img, dtype=np.float64)
     a = a + rng.normal(0, rng.uniform(10, 20), a.shape)
     h, w = a.shape
     yy, xx = np.mgrid[:h, :w]

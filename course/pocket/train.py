@@ -184,8 +184,8 @@ def pixel_tensor(images: list[Image.Image], image_size: int, mean: list[float],
     arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) for im in images]) / 255.0
     if arr.shape[1] != image_size:
         raise ValueError(f"expected {image_size}px images, got {arr.shape[1]}px")
-    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+    normalised = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(normalised.astype(np.float32)).permute(0, 3, 1, 2).contiguous()
 
 
 def _varied_batch(n: int, seed: int, image_size: int) -> shapes.ShapesDataset:
