@@ -73,6 +73,7 @@ def embedding_map(
     labels: Sequence[Any],
     *,
     groups: Sequence[str] | None = None,
+    palette: Mapping[str, Any] | None = None,
     title: str = "embeddings (PCA)",
 ) -> Figure:
     """2-D PCA projection of embeddings, coloured by label.
@@ -82,6 +83,8 @@ def embedding_map(
         labels: one label per row (colour).
         groups: optional second grouping per row (marker), e.g. ``"image"``/``"text"`` to show
             both modalities in one map.
+        palette: optional colour per label (any matplotlib colour), e.g. so the "pink" points
+            are drawn pink; labels it does not list take colours from the default cycle.
         title: figure title.
     """
     import matplotlib.pyplot as plt
@@ -97,6 +100,7 @@ def embedding_map(
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20" if len(names) <= 20 else "turbo")
     colours = {n: cmap(k / max(1, len(names) - 1)) if len(names) > 20 else cmap(k)
                for k, n in enumerate(names)}
+    colours.update({n: c for n, c in (palette or {}).items() if n in colours})
     group_names = list(dict.fromkeys(groups)) if groups is not None else [None]
     markers = dict(zip(group_names, "o^sDvP*Xh"))
     fig, ax = plt.subplots(figsize=(6.5, 5))

@@ -197,7 +197,9 @@ for k in [0, 3, 6]:
 # %%
 data = shapes.generate(240, seed=2)
 data_embeds = course.encode_images(clip, data.images)
-embedding_map(data_embeds, [label.color for label in data.labels],
+# each point drawn in the colour it stands for
+palette = {name: tuple(v / 255 for v in rgb) for name, rgb in shapes.PALETTE.items()}
+embedding_map(data_embeds, [label.color for label in data.labels], palette=palette,
               title=f"image embeddings coloured by colour ({clip.name})");
 
 # %%

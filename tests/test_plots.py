@@ -75,6 +75,18 @@ def test_embedding_map_groups_use_markers():
         plots.embedding_map(embeds, labels[:3])
 
 
+def test_embedding_map_palette_colours_named_labels():
+    from matplotlib.colors import to_rgba
+
+    embeds = torch.randn(12, 6)
+    labels = ["pink", "brown", "other"] * 4
+    fig = plots.embedding_map(embeds, labels, palette={"pink": "hotpink", "brown": (0.5, 0.3, 0.1)})
+    faces = {c.get_label(): tuple(c.get_facecolor()[0]) for c in fig.axes[0].collections}
+    assert faces["pink"] == pytest.approx(to_rgba("hotpink", 0.8))
+    assert faces["brown"] == pytest.approx(to_rgba((0.5, 0.3, 0.1), 0.8))
+    assert faces["other"] not in (faces["pink"], faces["brown"])
+
+
 def test_retrieval_gallery_text_and_image_queries(data):
     fig = plots.retrieval_gallery("a red circle", data.images[:3], torch.tensor([0.9, 0.5, 0.1]))
     assert len(fig.axes) == 4
