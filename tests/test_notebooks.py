@@ -1,4 +1,4 @@
-"""Notebooks 01-05: exercises tested both ways, markup, stored outputs, jupytext pairs, and the
+"""Notebooks 01-06: exercises tested both ways, markup, stored outputs, jupytext pairs, and the
 solved versions executed end to end with every check passing.
 
 nbval (see pyproject.toml) executes the learner versions themselves; their check cells carry
@@ -27,6 +27,7 @@ NOTEBOOKS = {
     "nb03": ROOT / "notebooks" / "03_contrastive_loss_math.ipynb",
     "nb04": ROOT / "notebooks" / "04_zero_shot.ipynb",
     "nb05": ROOT / "notebooks" / "05_retrieval.ipynb",
+    "nb06": ROOT / "notebooks" / "06_transfer.ipynb",
 }
 EXERCISES = [exercise for module in NOTEBOOKS for exercise in exercises_in(module)]
 
@@ -58,6 +59,9 @@ WRONG = {
                                                for row, p_ in zip(s, p)])), "5 captions per image"),
     "nb05.q3": ("a red circle", "add a negation or a relation"),
     "nb05.q4": ("A", "not A"),
+    "nb06.q1": (lambda x, y, t: np.array([next(iter(y))] * len(t)), "hidden test 1/3"),
+    "nb06.q2": (lambda ks, acc, zs: ks[int(np.argmax(acc))], "expected 4, got 16"),
+    "nb06.q3": (lambda train, val: int(np.argmin(train)), "hidden test 1/4"),
 }
 
 
