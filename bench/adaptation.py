@@ -1,7 +1,7 @@
 """Domain adaptation on pocket: every method really trains, measured on held-out images.
 
 The task is 6-way shape classification. The source domain is ``clean`` (what pocket was
-pre-trained on); the target is ``scan``, the grayscale, inverted, noisy stand-in for medical
+pre-trained on); the target is ``scan``, the grayscale, noisy, vignetted stand-in for medical
 images. Each adaptation method sees at most 16 labelled target images per class.
 
     python -m bench.adaptation            # the table (about 5 minutes on 2 CPU cores)
@@ -30,7 +30,9 @@ SHOTS = (1, 2, 4, 8, 16)
 SEEDS = (0, 1, 2)
 N_TEST = 600
 N_VAL_PER_CLASS = 4
-FINETUNE = {"steps": 150, "batch_size": 32, "lr": 2e-4}
+# flips and quarter turns keep a shape's class, so they multiply the 96 target images;
+# the class label groups prompts from different templates as positives of each other.
+FINETUNE = {"steps": 300, "batch_size": 32, "lr": 1e-4, "augment": True}
 
 
 def _data(clip: course.CLIP, domain: str, n: int, seed: int) -> tuple[shapes.ShapesDataset, torch.Tensor, np.ndarray]:
@@ -83,7 +85,8 @@ def run(plot: str | None = None) -> dict[str, dict[str, float]]:
     rng = random.Random(0)
     images = [scan_data.images[i] for i in split.train]
     texts = [rng.choice(templates).format(scan_labels[i]) for i in split.train]
-    tuned = transfer.finetune_contrastive(clip, images, texts, **FINETUNE, progress=True).clip
+    tuned = transfer.finetune_contrastive(clip, images, texts, labels=list(scan_labels[split.train]),
+                                          **FINETUNE, progress=True).clip
     zs_tuned = ZeroShotClassifier(tuned, shapes.SHAPES, templates=templates)
     tuned_test = {d: course.encode_images(tuned, test[d][0].images) for d in test}
     results["contrastive fine-tune, 16 shots"] = {
@@ -94,7 +97,7 @@ def run(plot: str | None = None) -> dict[str, dict[str, float]]:
     val = {"clean": (val_clean.images, [lab.shape for lab in val_clean.labels]),
            "scan": ([scan_data.images[i] for i in split.val], list(scan_labels[split.val]))}
     sweep = []
-    for alpha in np.linspace(0, 1, 11):
+    for alpha in np.linspace(0, 1, 21):
         mixed = adaptation.wise_ft(clip, tuned, float(alpha))
         zs_mixed = ZeroShotClassifier(mixed, shapes.SHAPES, templates=templates)
         row = {"alpha": float(alpha)}
@@ -103,8 +106,9 @@ def run(plot: str | None = None) -> dict[str, dict[str, float]]:
         for d in test:
             row[d] = adaptation.accuracy(zs_mixed.predict(test[d][0].images), test[d][2])
         sweep.append(row)
-    best = max(sweep, key=lambda r: (r["val_clean"] + r["val_scan"], -abs(r["alpha"] - 0.5)))
-    results[f"WiSE-FT, alpha={best['alpha']:.1f}"] = {d: best[d] for d in test}
+    # deploy rule: the best target accuracy that keeps >= 90% on the source, both on validation
+    best = adaptation.choose_alpha(sweep, source="val_clean", target="val_scan", min_source=0.9)
+    results[f"WiSE-FT, alpha={best['alpha']:.2f}"] = {d: best[d] for d in test}
 
     _print(results, probe_curves, sweep, time.perf_counter() - start)
     if plot:
@@ -126,8 +130,10 @@ def _print(results: dict[str, dict[str, float]], curves: dict[str, dict[int, flo
         verdict = f"matches zero-shot ({zs:.1%}) at {match} shots" if match else \
             f"stays below zero-shot ({zs:.1%}) up to {SHOTS[-1]} shots"
         print(f"  {domain:>5}: {cells}  -> {verdict}")
-    print("\nWiSE-FT sweep (test accuracy):")
-    print("  " + "  ".join(f"a={r['alpha']:.1f}: {r['clean']:.0%}/{r['scan']:.0%}" for r in sweep))
+    print("\nWiSE-FT sweep (alpha chosen on validation: best scan keeping >= 90% clean):")
+    for r in sweep[::2]:
+        print(f"  alpha={r['alpha']:.1f}: validation {r['val_clean']:.0%}/{r['val_scan']:.0%}, "
+              f"test {r['clean']:.1%}/{r['scan']:.1%} (clean/scan)")
     zs = results["zero-shot"]
     best_scan = max(r["scan"] for r in results.values())
     wise = next(v for k, v in results.items() if k.startswith("WiSE-FT"))

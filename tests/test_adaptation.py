@@ -32,14 +32,15 @@ def test_zero_shot_collapses_on_the_scan_domain(pocket, zs):
     assert acc["scan"] < acc["clean"] - 0.25
 
 
-def test_tip_adapter_beats_zero_shot_on_scan_and_tunes_on_validation(pocket, zs):
-    support_embeds, support_labels = adaptation.shape_task(pocket, 96, domain="scan", seed=1)
-    val_embeds, val_labels = adaptation.shape_task(pocket, 96, domain="scan", seed=2)
-    test_embeds, test_labels = adaptation.shape_task(pocket, 240, domain="scan", seed=3)
+def test_tip_adapter_beats_zero_shot_on_a_shifted_domain_and_tunes_on_validation(pocket, zs):
+    support_embeds, support_labels = adaptation.shape_task(pocket, 96, domain="sketch", seed=1)
+    val_embeds, val_labels = adaptation.shape_task(pocket, 96, domain="sketch", seed=2)
+    test_embeds, test_labels = adaptation.shape_task(pocket, 240, domain="sketch", seed=3)
     tip = adaptation.TipAdapter.from_support(zs, support_embeds, list(support_labels))
     tip.tune(val_embeds, list(val_labels))
+    assert (tip.alpha, tip.beta) != (1.0, 5.5)  # validation moved them off the defaults
     zero_shot = adaptation.accuracy(zs.predict(test_embeds), test_labels)
-    assert adaptation.accuracy(tip.predict(test_embeds), test_labels) > zero_shot + 0.1
+    assert adaptation.accuracy(tip.predict(test_embeds), test_labels) > zero_shot + 0.05
     # alpha = 0 switches the cache off: exactly the zero-shot classifier
     tip.alpha = 0.0
     torch.testing.assert_close(tip.logits(test_embeds), zs.logits(test_embeds))
@@ -87,3 +88,16 @@ def test_evaluate_folder_reads_class_subfolders_and_skips_broken_files(pocket, z
 def test_accuracy_bad_input():
     with pytest.raises(ValueError, match="as many predictions as labels"):
         adaptation.accuracy(["a"], ["a", "b"])
+
+
+def test_choose_alpha_keeps_the_source_and_then_maximises_the_target():
+    sweep = [{"alpha": a, "clean": c, "scan": t} for a, c, t in
+             [(0.0, 0.98, 0.48), (0.5, 0.95, 0.70), (0.75, 0.91, 0.80), (0.8, 0.90, 0.80),
+              (0.9, 0.87, 0.87), (1.0, 0.85, 0.88)]]
+    assert adaptation.choose_alpha(sweep)["alpha"] == 0.75  # tie on scan: the smaller alpha
+    assert adaptation.choose_alpha(sweep, min_source=0.8)["alpha"] == 1.0
+    assert adaptation.choose_alpha(sweep, min_source=0.99)["alpha"] == 0.0  # none keeps it
+    with pytest.raises(ValueError, match="empty"):
+        adaptation.choose_alpha([])
+    with pytest.raises(ValueError, match="val_clean"):
+        adaptation.choose_alpha(sweep, source="val_clean")

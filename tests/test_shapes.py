@@ -93,7 +93,9 @@ def test_domains_share_scenes_but_differ_measurably():
 
     (b_clean, _c_clean), (_b_sketch, _c_sketch), (b_scan, c_scan) = map(stats, (clean, sketch, scan))
     assert c_scan < 1e-6  # grayscale: no colour left
-    assert b_scan < b_clean - 100  # dark field of view, not a light background
+    assert b_scan < b_clean - 40  # vignetting darkens the whole picture
+    corners = np.stack([np.asarray(im)[[0, 0, -1, -1], [0, -1, 0, -1]] for im in scan.images])
+    assert corners.max() == 0  # outside the circular field of view the sensor sees nothing
     # sketches keep colour only in thin outlines: far fewer coloured pixels than filled shapes
     def coloured_share(data):
         return np.mean([(np.asarray(im).astype(int).std(-1) > 25).mean() for im in data.images])

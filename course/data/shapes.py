@@ -5,8 +5,11 @@ one of three domains:
 
 * ``clean``  - the pre-training domain: a filled shape on a light background;
 * ``sketch`` - a wobbly pencil outline of the shape on paper (shape cue kept, fill lost);
-* ``scan``   - a grayscale, inverted, blurred and noisy rendering inside a circular field of
-  view: the stand-in for a medical-imaging domain (colour survives only as brightness).
+* ``scan``   - a grayscale, slightly blurred and noisy rendering inside a dark circular field of
+  view with vignetting, as an endoscope or a fundus camera frames its picture: the stand-in
+  for a medical-imaging domain (colour survives only as brightness). The shape is intact, so
+  a few labelled scans are enough to adapt to it; what breaks zero-shot is everything around
+  the shape (no colour, the black frame, the uneven light), which pre-training never showed.
 
 The scene of image ``i`` depends only on ``(seed, i)``, so the same seed gives the same scenes in
 every domain (paired comparisons) and ``generate(10, seed)`` is a prefix of ``generate(100, seed)``.
@@ -223,11 +226,10 @@ def render(
             pts = [(x + dx, y + dy) for (x, y), (dx, dy) in zip(verts, wobble)]
             draw.line(pts + pts[:1], fill=rgb, width=width, joint="curve")
     elif label.domain == "scan":
-        # Bright tissue on a dark field; brightness is the only trace of colour.
+        # Dense structure on lighter tissue; brightness is the only trace of colour.
         lum = int(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
-        img = Image.new("L", (s, s), int(rng.integers(15, 45)))
-        draw = ImageDraw.Draw(img)
-        draw.polygon(verts, fill=255 - lum // 2)
+        img = Image.new("L", (s, s), int(rng.integers(200, 240)))
+        ImageDraw.Draw(img).polygon(verts, fill=lum // 2)
     else:  # pragma: no cover - generate() validates the domain
         raise ValueError(f"unknown domain {label.domain!r}")
 
@@ -305,10 +307,10 @@ def _background(rng: np.random.Generator, augment: bool) -> tuple[int, ...]:
 
 
 def _scan_artifacts(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Blur, sensor noise and a circular field of view, as in a scanner image."""
-    img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.8, 1.6)) * img.size[0] / 64))
+    """Optical blur, sensor noise and a vignetted circular field of view, as in a scope image."""
+    img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.4, 0.9)) * img.size[0] / 64))
     a = np.asarray(img, dtype=np.float64)
-    a = a + rng.normal(0, rng.uniform(10, 20), a.shape)
+    a = a + rng.normal(0, rng.uniform(5, 10), a.shape)
     h, w = a.shape
     yy, xx = np.mgrid[:h, :w]
     dist = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
