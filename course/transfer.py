@@ -34,7 +34,7 @@ class FewShotSplit:
     k: int
 
 
-def few_shot_split(labels: Sequence[Any], k: int, *, n_val: int = 0, seed: int = 0) -> FewShotSplit:
+def few_shot_split(labels: Sequence[Any] | np.ndarray, k: int, *, n_val: int = 0, seed: int = 0) -> FewShotSplit:
     """Pick ``k`` training (and ``n_val`` validation) examples per class; the rest is held out.
 
     Args:

@@ -1,4 +1,4 @@
-"""Notebooks 01-06: exercises tested both ways, markup, stored outputs, jupytext pairs, and the
+"""Notebooks 01-07: exercises tested both ways, markup, stored outputs, jupytext pairs, and the
 solved versions executed end to end with every check passing.
 
 nbval (see pyproject.toml) executes the learner versions themselves; their check cells carry
@@ -28,6 +28,7 @@ NOTEBOOKS = {
     "nb04": ROOT / "notebooks" / "04_zero_shot.ipynb",
     "nb05": ROOT / "notebooks" / "05_retrieval.ipynb",
     "nb06": ROOT / "notebooks" / "06_transfer.ipynb",
+    "nb07": ROOT / "notebooks" / "07_domain_adaptation.ipynb",
 }
 EXERCISES = [exercise for module in NOTEBOOKS for exercise in exercises_in(module)]
 
@@ -62,6 +63,12 @@ WRONG = {
     "nb06.q1": (lambda x, y, t: np.array([next(iter(y))] * len(t)), "hidden test 1/3"),
     "nb06.q2": (lambda ks, acc, zs: ks[int(np.argmax(acc))], "expected 4, got 16"),
     "nb06.q3": (lambda train, val: int(np.argmin(train)), "hidden test 1/4"),
+    "nb07.q1": (lambda sp, sl, tp, tl: float(np.mean(np.asarray(tp) == np.asarray(tl))
+                                             - np.mean(np.asarray(sp) == np.asarray(sl))),
+                "expected 0.5, got -0.5"),
+    "nb07.q2": (lambda s, labels, t: np.array([labels[0]] * len(t)), "zero-shot gets"),
+    "nb07.q3": (lambda alphas, source, target, m: alphas[int(np.argmax(target))],
+                "expected 0.8, got 1"),
 }
 
 
@@ -121,6 +128,16 @@ def test_reference_templates_beat_the_bare_class_name():
     from course.exercises import nb04
 
     assert nb04.template_accuracy(nb04.q2.reference) > nb04.template_accuracy(["{}"])
+
+
+def test_reference_alpha_choice_agrees_with_the_package():
+    from course.adaptation import choose_alpha
+    from course.exercises import nb07
+
+    for case in nb07.q3.cases:
+        alphas, source, target, min_source = case.args
+        rows = [{"alpha": a, "clean": s, "scan": t} for a, s, t in zip(alphas, source, target)]
+        assert choose_alpha(rows, min_source=min_source)["alpha"] == nb07.pick_alpha(*case.args)
 
 
 @pytest.mark.parametrize("module", list(NOTEBOOKS))
