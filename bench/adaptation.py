@@ -4,7 +4,7 @@ The task is 6-way shape classification. The source domain is ``clean`` (what poc
 pre-trained on); the target is ``scan``, the grayscale, noisy, vignetted stand-in for medical
 images. Each adaptation method sees at most 16 labelled target images per class.
 
-    python -m bench.adaptation            # the table (about 5 minutes on 2 CPU cores)
+    python -m bench.adaptation            # the table (about 1.5 minutes on 2 quiet CPU cores)
     python -m bench.adaptation --plot FILE.png
 
 Hyper-parameters (probe C, Tip-Adapter alpha/beta, WiSE-FT alpha) are chosen on validation

@@ -72,6 +72,30 @@ def test_wise_ft_interpolates_weights(pocket):
     assert rows[0]["scale"] == pytest.approx(pocket.logit_scale)
 
 
+def test_wise_ft_trades_forgetting_for_adaptation(pocket, zs):
+    """Fine-tuned on scans, the model forgets some of clean; halfway back it forgets less and
+    still beats zero-shot on scans."""
+    import random
+
+    support = shapes.generate(96, seed=11, domain="scan")
+    rng = random.Random(0)
+    texts = [rng.choice(adaptation.shape_templates()).format(lab.shape) for lab in support.labels]
+    tuned = transfer.finetune_contrastive(pocket, support.images, texts,
+                                          labels=[lab.shape for lab in support.labels],
+                                          steps=150, lr=1e-4, augment=True, progress=False).clip
+
+    def accuracies(clip):
+        classifier = ZeroShotClassifier(clip, shapes.SHAPES, templates=adaptation.shape_templates())
+        return adaptation.domain_accuracy(classifier.predict, clip, domains=("clean", "scan"),
+                                          n=240, seed=12)
+
+    before, after = accuracies(pocket), accuracies(tuned)
+    halfway = accuracies(adaptation.wise_ft(pocket, tuned, 0.5))
+    assert after["scan"] > before["scan"] + 0.15
+    assert after["clean"] < before["clean"]  # forgetting is real
+    assert halfway["clean"] > after["clean"] and halfway["scan"] > before["scan"]
+
+
 def test_evaluate_folder_reads_class_subfolders_and_skips_broken_files(pocket, zs, tmp_path):
     data = shapes.generate(24, seed=9)
     for i, (image, label) in enumerate(zip(data.images, data.labels)):
