@@ -5,6 +5,9 @@ see CLIP's probability for each. Anything a learner can type or upload ends in a
 inside the widget, never in a traceback.
 
 :class:`SearchBox`: type a query and see the best images of an :class:`EmbeddingIndex`.
+
+:class:`WiseFTExplorer`: slide WiSE-FT's alpha between a zero-shot and a fine-tuned model and
+watch accuracy and example predictions move on every domain.
 """
 
 from __future__ import annotations
@@ -85,7 +88,24 @@ def probability_figure(labels: Sequence[str], probs: Sequence[float] | torch.Ten
     return fig
 
 
-class ZeroShotPlayground:
+class _Panel:
+    """What every playground shares: a message line and notebook display of ``self.widget``."""
+
+    message: Any
+    widget: Any
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def say(self, text: str, error: bool = True) -> None:
+        """Show a short message above the output (red for problems)."""
+        import html
+
+        colour = "#a50e0e" if error else "#5f6368"
+        self.message.value = f"<span style='color:{colour}'>{html.escape(text)}</span>"
+
+
+class ZeroShotPlayground(_Panel):
     """Pick or upload an image, type labels, see zero-shot probabilities.
 
     Args:
@@ -118,9 +138,6 @@ class ZeroShotPlayground:
         self.widget = w.VBox([w.HBox([self.picker, self.upload]),
                               w.HBox([self.labels, self.button]), self.message, self.output])
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
-
     def _on_upload(self, change: Mapping[str, Any]) -> None:
         try:
             name, image = image_from_upload(change["new"])
@@ -130,13 +147,6 @@ class ZeroShotPlayground:
         self.images[f"{self.UPLOADED} {name}"] = image
         self.picker.options = list(self.images)
         self.picker.value = f"{self.UPLOADED} {name}"  # triggers run()
-
-    def say(self, text: str, error: bool = True) -> None:
-        """Show a short message above the plot (red for problems)."""
-        import html
-
-        colour = "#a50e0e" if error else "#5f6368"
-        self.message.value = f"<span style='color:{colour}'>{html.escape(text)}</span>"
 
     def run(self) -> dict[str, float] | None:
         """Classify the chosen image with the typed labels; returns label -> probability."""
@@ -164,7 +174,7 @@ class ZeroShotPlayground:
         return dict(zip(labels, probs.tolist()))
 
 
-class SearchBox:
+class SearchBox(_Panel):
     """Type a text query, see the ``k`` best images of an index (text->image retrieval).
 
     Args:
@@ -195,16 +205,6 @@ class SearchBox:
         self.button.on_click(lambda button: self.run())
         self.widget = w.VBox([w.HBox([self.query, self.button]), self.k, self.message, self.output])
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
-
-    def say(self, text: str, error: bool = True) -> None:
-        """Show a short message above the results (red for problems)."""
-        import html
-
-        colour = "#a50e0e" if error else "#5f6368"
-        self.message.value = f"<span style='color:{colour}'>{html.escape(text)}</span>"
-
     def run(self) -> list[tuple[int, float]] | None:
         """Search for the typed query; returns ``(row, cosine)`` of each hit, best first."""
         query = str(self.query.value).strip()
@@ -233,3 +233,98 @@ class SearchBox:
             self.output.clear_output(wait=True)
             display(fig)
         return list(zip(rows, scores))
+
+
+class WiseFTExplorer(_Panel):
+    """Slide WiSE-FT's ``alpha`` and see each domain's accuracy and example predictions.
+
+    Args:
+        zeroshot: the model before fine-tuning (``alpha = 0``).
+        finetuned: the fine-tuned model (``alpha = 1``), same architecture.
+        classnames: the classes of the zero-shot classifier.
+        domains: ``{name: (images, labels)}`` to evaluate on, e.g. clean and scan test images.
+        templates: prompt templates for the class embeddings.
+        examples: how many images of each domain are shown with their prediction.
+        alpha: the starting position of the slider.
+
+    Each alpha is evaluated once and remembered, so sliding back is instant.
+    """
+
+    def __init__(self, zeroshot: CLIP, finetuned: CLIP, classnames: Sequence[str],
+                 domains: Mapping[str, tuple[Sequence[Image.Image], Sequence[str]]],
+                 templates: str | Sequence[str] = DEFAULT_TEMPLATES, examples: int = 6,
+                 alpha: float = 0.5) -> None:
+        import ipywidgets as w
+
+        if not domains:
+            raise ValueError("give at least one domain: {name: (images, labels)}")
+        for name, (images, labels) in domains.items():
+            if len(images) != len(labels) or not len(images):
+                raise ValueError(f"domain {name!r} needs as many labels as images (and at least "
+                                 f"one); got {len(images)} images and {len(labels)} labels")
+        self.zeroshot, self.finetuned = zeroshot, finetuned
+        self.classnames, self.templates = list(classnames), templates
+        self.domains = {name: (list(images), list(labels)) for name, (images, labels) in domains.items()}
+        self.examples = examples
+        self._cache: dict[float, dict[str, tuple[float, list[str]]]] = {}
+        self.slider = w.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.1, readout_format=".1f",
+                                    description="alpha", continuous_update=False)
+        self.message = w.HTML()
+        self.output = w.Output()
+        self.slider.observe(lambda change: self.run(), names="value")
+        self.widget = w.VBox([self.slider, self.message, self.output])
+
+    def evaluate(self, alpha: float) -> dict[str, tuple[float, list[str]]]:
+        """``{domain: (accuracy, predictions)}`` of the WiSE-FT model at ``alpha`` (cached)."""
+        from course.adaptation import accuracy, wise_ft
+
+        key = round(float(alpha), 6)
+        if key not in self._cache:
+            model = wise_ft(self.zeroshot, self.finetuned, key)
+            classifier = ZeroShotClassifier(model, self.classnames, self.templates)
+            out = {}
+            for name, (images, labels) in self.domains.items():
+                predictions = classifier.predict(images)
+                out[name] = (accuracy(predictions, labels), predictions)
+            self._cache[key] = out
+        return self._cache[key]
+
+    def run(self) -> dict[str, float] | None:
+        """Evaluate at the slider's alpha and redraw; returns ``{domain: accuracy}``."""
+        alpha = float(self.slider.value)
+        try:
+            results = self.evaluate(alpha)
+        except Exception as error:  # noqa: BLE001 - an explorer shows problems, it never crashes
+            self.say(f"Could not evaluate alpha={alpha:g}: {type(error).__name__}: {error}")
+            return None
+        self.say("  |  ".join(f"{name}: {acc:.1%}" for name, (acc, _) in results.items()), error=False)
+        fig = self.figure(alpha, results)
+        from IPython.display import display
+
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(fig)
+        return {name: acc for name, (acc, _) in results.items()}
+
+    def figure(self, alpha: float, results: Mapping[str, tuple[float, list[str]]]) -> Figure:
+        """Example images of each domain, titled with the prediction (green right, red wrong)."""
+        import matplotlib.pyplot as plt
+
+        rows, cols = len(self.domains), max(1, self.examples)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.7 * rows + 0.4), squeeze=False)
+        for row, (name, (images, labels)) in enumerate(self.domains.items()):
+            accuracy, predictions = results[name]
+            for col in range(cols):
+                ax = axes[row, col]
+                ax.set_axis_off()
+                if col >= len(images):
+                    continue
+                ax.imshow(images[col])
+                right = predictions[col] == labels[col]
+                ax.set_title(predictions[col], fontsize=8, color="tab:green" if right else "tab:red")
+            axes[row, 0].text(-0.08, 0.5, f"{name}\n{accuracy:.0%}", transform=axes[row, 0].transAxes,
+                              ha="right", va="center", fontsize=9)
+        fig.suptitle(f"WiSE-FT alpha = {alpha:.1f} (0 = zero-shot, 1 = fine-tuned)", fontsize=10)
+        fig.tight_layout()
+        plt.close(fig)  # displayed by run(), never again by pyplot
+        return fig

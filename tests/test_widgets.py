@@ -13,6 +13,7 @@ pytest.importorskip("ipywidgets")
 from course.data import shapes
 from course.retrieval import EmbeddingIndex
 from course.widgets import SearchBox, ZeroShotPlayground, image_from_upload, parse_labels
+from course.zeroshot import ZeroShotClassifier
 
 
 def _upload(name: str, content: bytes) -> tuple[dict, ...]:
@@ -106,3 +107,49 @@ def test_search_box_needs_one_image_per_row(pocket, search_box):
     box, data = search_box
     with pytest.raises(ValueError, match="11 images for an index of 12"):
         SearchBox(pocket, box.index, data.images[:11])
+
+
+@pytest.fixture(scope="module")
+def explorer(pocket):
+    from course import transfer
+    from course.adaptation import shape_templates
+    from course.widgets import WiseFTExplorer
+
+    scans = shapes.generate(24, seed=21, domain="scan")
+    tuned = transfer.finetune_contrastive(pocket, scans.images, [lab.shape for lab in scans.labels],
+                                          steps=5, batch_size=8, lr=1e-3, progress=False).clip
+    domains = {d: (data.images, [lab.shape for lab in data.labels]) for d, data in
+               (("clean", shapes.generate(12, seed=22)),
+                ("scan", shapes.generate(12, seed=22, domain="scan")))}
+    return WiseFTExplorer(pocket, tuned, shapes.SHAPES, domains, templates=shape_templates(),
+                          examples=4, alpha=0.0)
+
+
+def test_wise_ft_explorer_ends_match_the_two_models(pocket, explorer):
+    from course.adaptation import accuracy
+
+    for alpha, clip in ((0.0, pocket), (1.0, explorer.finetuned)):
+        explorer.slider.value = alpha  # observed: evaluates and redraws
+        classifier = ZeroShotClassifier(clip, shapes.SHAPES, explorer.templates)
+        expected = {d: accuracy(classifier.predict(images), labels)
+                    for d, (images, labels) in explorer.domains.items()}
+        assert explorer.run() == expected
+        assert f"clean: {expected['clean']:.1%}" in explorer.message.value
+    assert set(explorer._cache) == {0.0, 1.0}  # each alpha evaluated once
+    fig = explorer.figure(1.0, explorer.evaluate(1.0))
+    assert len(fig.axes) == 2 * 4 and "alpha = 1.0" in fig._suptitle.get_text()
+
+
+def test_wise_ft_explorer_reports_problems_instead_of_raising(pocket, explorer, monkeypatch):
+    from course.widgets import WiseFTExplorer
+
+    def broken(alpha):
+        raise RuntimeError("weights of another architecture")
+
+    monkeypatch.setattr(explorer, "evaluate", broken)
+    explorer.slider.value = 0.5
+    assert explorer.run() is None and "another architecture" in explorer.message.value
+    with pytest.raises(ValueError, match="at least one domain"):
+        WiseFTExplorer(pocket, pocket, shapes.SHAPES, {})
+    with pytest.raises(ValueError, match="2 images and 1 labels"):
+        WiseFTExplorer(pocket, pocket, shapes.SHAPES, {"clean": ([1, 2], ["circle"])})
