@@ -154,3 +154,25 @@ def test_makefile_targets_do_what_the_readme_says():
     assert dry_run("lab", "PYTHON=py") == install + ["py -m course lab"]
     assert dry_run("test", "PYTHON=py") == install + ["py -m pytest"]
     assert 'pip install "torch"' in dry_run("install", "TORCH=torch")[0]
+
+
+def test_every_name_in_the_readme_package_table_exists():
+    import importlib
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("## The package", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:3] for line in table.splitlines() if line.startswith("| `course")]
+    assert len(rows) >= 9
+    checked = 0
+    for module_cell, names_cell in rows:
+        module = re.findall(r"`([\w.]+)`", module_cell)[0]
+        for dotted in re.findall(r"`([\w.]+)`", names_cell):
+            head, *rest = dotted.split(".")
+            try:
+                obj = getattr(importlib.import_module(module), head)
+            except AttributeError:  # a submodule not imported by its package
+                obj = importlib.import_module(f"{module}.{head}")
+            for part in rest:
+                obj = getattr(obj, part)
+            checked += 1
+    assert checked >= 30
