@@ -40,16 +40,22 @@ def _data(clip: course.CLIP, domain: str, n: int, seed: int) -> tuple[shapes.Sha
     return data, course.encode_images(clip, data.images), np.array([lab.shape for lab in data.labels])
 
 
-def run(plot: str | None = None) -> dict[str, dict[str, float]]:
-    """Measure every method and print the table; returns ``{method: {domain: accuracy}}``."""
+def run(plot: str | None = None, quick: bool = False) -> dict[str, dict[str, float]]:
+    """Measure every method and print the table; returns ``{method: {domain: accuracy}}``.
+
+    ``quick`` shrinks everything (a smoke test: the figures mean nothing).
+    """
+    n_test, n_pool, shots, seeds = (60, 360, (1, 16), (0,)) if quick else (N_TEST, 1200, SHOTS, SEEDS)
+    finetune = {**FINETUNE, "steps": 5} if quick else FINETUNE
+    alphas = np.linspace(0, 1, 3 if quick else 21)
     torch.manual_seed(0)
     start = time.perf_counter()
     clip = course.load_clip("pocket")
     templates = adaptation.shape_templates()
     zs = ZeroShotClassifier(clip, shapes.SHAPES, templates=templates)
 
-    test = {d: _data(clip, d, N_TEST, seed=90_000) for d in ("clean", "scan")}
-    pool = {d: _data(clip, d, 1200, seed=91_000) for d in ("clean", "scan")}
+    test = {d: _data(clip, d, n_test, seed=90_000) for d in ("clean", "scan")}
+    pool = {d: _data(clip, d, n_pool, seed=91_000) for d in ("clean", "scan")}
     results: dict[str, dict[str, float]] = {}
 
     def acc(predict, domain: str) -> float:
@@ -62,9 +68,9 @@ def run(plot: str | None = None) -> dict[str, dict[str, float]]:
     probe_curves: dict[str, dict[int, float]] = {"clean": {}, "scan": {}}
     for domain in ("clean", "scan"):
         _, embeds, labels = pool[domain]
-        for k in SHOTS:
+        for k in shots:
             scores = {"clean": [], "scan": []}
-            for seed in SEEDS:
+            for seed in seeds:
                 split = transfer.few_shot_split(labels, k, n_val=N_VAL_PER_CLASS, seed=seed)
                 probe = transfer.LinearProbe().fit(embeds[split.train], labels[split.train],
                                                    embeds[split.val], labels[split.val])
@@ -86,7 +92,7 @@ def run(plot: str | None = None) -> dict[str, dict[str, float]]:
     images = [scan_data.images[i] for i in split.train]
     texts = [rng.choice(templates).format(scan_labels[i]) for i in split.train]
     tuned = transfer.finetune_contrastive(clip, images, texts, labels=list(scan_labels[split.train]),
-                                          **FINETUNE, progress=True).clip
+                                          **finetune, progress=True).clip
     zs_tuned = ZeroShotClassifier(tuned, shapes.SHAPES, templates=templates)
     tuned_test = {d: course.encode_images(tuned, test[d][0].images) for d in test}
     results["contrastive fine-tune, 16 shots"] = {
@@ -97,7 +103,7 @@ def run(plot: str | None = None) -> dict[str, dict[str, float]]:
     val = {"clean": (val_clean.images, [lab.shape for lab in val_clean.labels]),
            "scan": ([scan_data.images[i] for i in split.val], list(scan_labels[split.val]))}
     sweep = []
-    for alpha in np.linspace(0, 1, 21):
+    for alpha in alphas:
         mixed = adaptation.wise_ft(clip, tuned, float(alpha))
         zs_mixed = ZeroShotClassifier(mixed, shapes.SHAPES, templates=templates)
         row = {"alpha": float(alpha)}
@@ -110,25 +116,25 @@ def run(plot: str | None = None) -> dict[str, dict[str, float]]:
     best = adaptation.choose_alpha(sweep, source="val_clean", target="val_scan", min_source=0.9)
     results[f"WiSE-FT, alpha={best['alpha']:.2f}"] = {d: best[d] for d in test}
 
-    _print(results, probe_curves, sweep, time.perf_counter() - start)
+    _print(results, probe_curves, sweep, time.perf_counter() - start, len(seeds))
     if plot:
-        _plot(results["zero-shot"], probe_curves, sweep, plot)
+        _plot(results["zero-shot"], probe_curves, sweep, best["alpha"], plot)
     return results
 
 
 def _print(results: dict[str, dict[str, float]], curves: dict[str, dict[int, float]],
-           sweep: Sequence[dict[str, float]], seconds: float) -> None:
+           sweep: Sequence[dict[str, float]], seconds: float, n_seeds: int) -> None:
     print("\n6-way shape classification on pocket, source = clean, target = scan")
     print(f"{'method':<34}{'clean':>8}{'scan':>8}")
     for name, row in results.items():
         print(f"{name:<34}{row['clean']:>8.1%}{row['scan']:>8.1%}")
-    print(f"\nLinear probe versus zero-shot (mean of {len(SEEDS)} seeds):")
+    print(f"\nLinear probe versus zero-shot (mean of {n_seeds} seeds):")
     for domain, curve in curves.items():
         zs = results["zero-shot"][domain]
         match = next((k for k, a in curve.items() if a >= zs), None)
         cells = "  ".join(f"k={k}: {a:.1%}" for k, a in curve.items())
         verdict = f"matches zero-shot ({zs:.1%}) at {match} shots" if match else \
-            f"stays below zero-shot ({zs:.1%}) up to {SHOTS[-1]} shots"
+            f"stays below zero-shot ({zs:.1%}) up to {max(curve)} shots"
         print(f"  {domain:>5}: {cells}  -> {verdict}")
     print("\nWiSE-FT sweep (alpha chosen on validation: best scan keeping >= 90% clean):")
     for r in sweep[::2]:
@@ -151,7 +157,7 @@ def _print(results: dict[str, dict[str, float]], curves: dict[str, dict[int, flo
 
 
 def _plot(zero_shot: dict[str, float], curves: dict[str, dict[int, float]],
-          sweep: Sequence[dict[str, float]], path: str) -> None:
+          sweep: Sequence[dict[str, float]], chosen_alpha: float, path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,13 +167,16 @@ def _plot(zero_shot: dict[str, float], curves: dict[str, dict[int, float]],
     for (domain, curve), colour in zip(curves.items(), ("tab:blue", "tab:red")):
         ax1.plot(list(curve), list(curve.values()), "o-", color=colour, label=f"linear probe ({domain})")
         ax1.axhline(zero_shot[domain], ls="--", color=colour, label=f"zero-shot ({domain})")
-    ax1.set(xscale="log", xticks=list(SHOTS), xticklabels=[str(k) for k in SHOTS],
+    shots = list(next(iter(curves.values())))
+    ax1.set(xscale="log", xticks=shots, xticklabels=[str(k) for k in shots],
             xlabel="labelled examples per class", ylabel="test accuracy",
             title="How many shots does a probe need?")
     ax1.legend(fontsize=8)
     alphas = [r["alpha"] for r in sweep]
     ax2.plot(alphas, [r["clean"] for r in sweep], "o-", color="tab:blue", label="clean (source)")
     ax2.plot(alphas, [r["scan"] for r in sweep], "o-", color="tab:red", label="scan (target)")
+    ax2.axhline(0.9, ls=":", color="grey", label="90% (keep on clean)")
+    ax2.axvline(chosen_alpha, ls="--", color="k", lw=1, label=f"chosen on validation ({chosen_alpha:.2f})")
     ax2.set(xlabel="WiSE-FT alpha (0 = zero-shot, 1 = fine-tuned)", ylabel="test accuracy",
             title="Forgetting versus adapting")
     ax2.legend(fontsize=8)
@@ -180,8 +189,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry: ``python -m bench.adaptation [--plot FILE]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot", help="also save the crossover and WiSE-FT plot here")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, for a smoke test (figures are not representative)")
     args = parser.parse_args(argv)
-    run(args.plot)
+    run(args.plot, quick=args.quick)
 
 
 if __name__ == "__main__":
