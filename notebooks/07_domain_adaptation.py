@@ -57,13 +57,14 @@ clip
 #
 # CLIP learned from 400 million image-text pairs from the web. Fundus photos, stained tissue and
 # CT slices are on the web too, but rarely, with captions that seldom say what a radiologist
-# would. Here are five medical images that scikit-image ships, and five descriptions: which
-# description fits which image?
+# would. Here are six medical and microscopy images that scikit-image ships, and six
+# descriptions: which description fits which image?
 
 # %%
-medical_names = ["retina", "microaneurysms", "immunohistochemistry", "ct_phantom", "mri_head"]
+medical_names = ["retina", "microaneurysms", "immunohistochemistry", "cell", "ct_phantom", "mri_head"]
 medical, records = samples.load_samples(medical_names)
-medical_labels = ["a fundus photo", "blood vessels", "stained tissue", "a CT scan", "an MRI scan"]
+medical_labels = ["a fundus photo", "blood vessels", "stained tissue", "a cell", "a CT scan",
+                  "an MRI scan"]
 medical_probs = course.ZeroShotClassifier(clip, medical_labels).predict_proba(medical)
 similarity_heatmap(medical_probs, medical, medical_labels, title=f"medical images ({clip.name})");
 hits = int((medical_probs.argmax(dim=1).numpy() == np.arange(len(medical))).sum())
