@@ -288,3 +288,12 @@ def test_solved_notebook_passes_every_check(executed):
     assert "Progress: example (3/4)" in tracker_text
     source = nbformat.read(path, as_version=4).cells[3].source
     assert "### BEGIN SOLUTION" in source and "np.linalg.norm" in source
+
+
+def test_prediction_accuracy_accepts_numpy_torch_and_lists_and_names_a_shape_mismatch():
+    labels = np.array([0, 1, 1, 2])
+    assert core.prediction_accuracy(np.array([0.0, 1.0, 2.0, 2.0]), labels) == (0.75, None)
+    assert core.prediction_accuracy(torch.tensor([0, 1, 1, 2]), labels) == (1.0, None)
+    assert core.prediction_accuracy(["star", "cross"], np.array(["star", "star"])) == (0.5, None)
+    acc, problem = core.prediction_accuracy([0, 1], labels)
+    assert acc == 0.0 and "one prediction per test embedding (4,), got shape (2,)" in problem

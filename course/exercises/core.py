@@ -185,6 +185,22 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+def prediction_accuracy(got: Any, labels: Any) -> tuple[float, str | None]:
+    """Share of ``got`` (one predicted label each, numpy/torch/list) equal to ``labels``.
+
+    Returns ``(accuracy, None)``, or ``(0.0, problem)`` when the shapes do not match. Numeric
+    predictions are cast to the labels' type, so ``1.0`` counts as label ``1``.
+    """
+    import numpy as np
+
+    pred, true = np.asarray(to_plain(got)), np.asarray(labels)
+    if pred.shape != true.shape:
+        return 0.0, f"expected one prediction per test embedding {true.shape}, got shape {pred.shape}"
+    if pred.dtype.kind in "biuf" and true.dtype.kind in "biuf":
+        pred = pred.astype(true.dtype)
+    return float(np.mean(pred == true)), None
+
+
 def close(rtol: float = 1e-5, atol: float = 1e-8) -> Comparator:
     """Numbers or arrays equal within a tolerance (numpy, torch, lists and scalars all accepted)."""
     import numpy as np

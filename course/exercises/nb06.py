@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from course.exercises.core import Case, FunctionExercise, equal, torch_variant
+from course.exercises.core import Case, FunctionExercise, equal, prediction_accuracy, torch_variant
 
 #: A learner's probe must reach this share of the reference probe's accuracy minus a margin.
 PROBE_MARGIN = 0.05
@@ -66,11 +66,9 @@ def probe_accuracy_close() -> Any:
 
     def compare(got: Any, expected: Any) -> str | None:
         true, reference = expected
-        pred = np.asarray(got.detach().cpu().numpy() if hasattr(got, "detach") else got)
-        if pred.shape != true.shape:
-            return f"expected one prediction per test embedding {true.shape}, got shape {pred.shape}"
-        acc = float(np.mean(pred.astype(true.dtype) == true)) if pred.dtype != object else \
-            float(np.mean(pred == true))
+        acc, problem = prediction_accuracy(got, true)
+        if problem:
+            return problem
         if acc < reference - PROBE_MARGIN:
             return (f"your predictions are {acc:.1%} accurate, the reference probe's "
                     f"{reference:.1%}; normalise the embeddings and fit a logistic regression")

@@ -8,7 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from course.exercises.core import Case, FunctionExercise, close, equal, torch_variant
+from course.exercises.core import (
+    Case,
+    FunctionExercise,
+    close,
+    equal,
+    prediction_accuracy,
+    torch_variant,
+)
 
 #: An adaptation must beat zero-shot on the hidden target images by at least this much.
 ADAPT_MARGIN = 0.10
@@ -77,19 +84,13 @@ def _shape_problem(domain: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.n
     pool = shapes.generate(240, seed=seed, domain=domain)  # type: ignore[arg-type]
     test = shapes.generate(240, seed=seed + 1, domain=domain)  # type: ignore[arg-type]
     pool_embeds = course.encode_images(clip, pool.images, progress=False).numpy()
-    test_embeds = course.encode_images(clip, test.images, progress=False).numpy()
+    test_embeds = course.encode_images(clip, test.images, progress=False)
     pool_labels = np.array([lab.shape for lab in pool.labels])
     test_labels = np.array([lab.shape for lab in test.labels])
     split = few_shot_split(pool_labels, 16, seed=seed)
     zero_shot = course.ZeroShotClassifier(clip, shapes.SHAPES, templates=shape_templates())
-    zs_acc = accuracy(zero_shot.predict(_as_torch(test_embeds)), test_labels)
-    return pool_embeds[split.train], pool_labels[split.train], test_embeds, test_labels, zs_acc
-
-
-def _as_torch(x: np.ndarray) -> Any:
-    import torch
-
-    return torch.from_numpy(x)
+    zs_acc = accuracy(zero_shot.predict(test_embeds), test_labels)
+    return pool_embeds[split.train], pool_labels[split.train], test_embeds.numpy(), test_labels, zs_acc
 
 
 def _adapt_cases() -> list[Case]:
@@ -106,10 +107,9 @@ def beats_zero_shot() -> Any:
 
     def compare(got: Any, expected: Any) -> str | None:
         labels, zs_acc, domain = expected
-        pred = np.asarray(got.detach().cpu().numpy() if hasattr(got, "detach") else got)
-        if pred.shape != labels.shape:
-            return f"expected one predicted label per test embedding {labels.shape}, got shape {pred.shape}"
-        acc = float(np.mean(pred == labels))
+        acc, problem = prediction_accuracy(got, labels)
+        if problem:
+            return problem
         if acc < zs_acc + ADAPT_MARGIN:
             return (f"your predictions are {acc:.1%} accurate on {domain!r}, zero-shot gets "
                     f"{zs_acc:.1%}: beat it by {ADAPT_MARGIN:.0%} (fit something on the support set)")
