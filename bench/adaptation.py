@@ -102,16 +102,15 @@ def run(plot: str | None = None, quick: bool = False) -> dict[str, dict[str, flo
     val_clean = shapes.generate(120, seed=92_000)
     val = {"clean": (val_clean.images, [lab.shape for lab in val_clean.labels]),
            "scan": ([scan_data.images[i] for i in split.val], list(scan_labels[split.val]))}
-    sweep = []
-    for alpha in alphas:
-        mixed = adaptation.wise_ft(clip, tuned, float(alpha))
+    def evaluate(mixed: course.CLIP) -> dict[str, float]:
         zs_mixed = ZeroShotClassifier(mixed, shapes.SHAPES, templates=templates)
-        row = {"alpha": float(alpha)}
-        for d, (imgs, labels) in val.items():
-            row[f"val_{d}"] = adaptation.accuracy(zs_mixed.predict(imgs), labels)
-        for d in test:
-            row[d] = adaptation.accuracy(zs_mixed.predict(test[d][0].images), test[d][2])
-        sweep.append(row)
+        row = {f"val_{d}": adaptation.accuracy(zs_mixed.predict(imgs), labels)
+               for d, (imgs, labels) in val.items()}
+        row.update({d: adaptation.accuracy(zs_mixed.predict(test[d][0].images), test[d][2])
+                    for d in test})
+        return row
+
+    sweep = adaptation.wise_ft_sweep(clip, tuned, evaluate, alphas=[float(a) for a in alphas])
     # deploy rule: the best target accuracy that keeps >= 90% on the source, both on validation
     best = adaptation.choose_alpha(sweep, source="val_clean", target="val_scan", min_source=0.9)
     results[f"WiSE-FT, alpha={best['alpha']:.2f}"] = {d: best[d] for d in test}

@@ -41,7 +41,7 @@ from course.adaptation import (
     choose_alpha,
     evaluate_folder,
     shape_templates,
-    wise_ft,
+    wise_ft_sweep,
 )
 from course.data import samples, shapes
 from course.exercises import nb07 as ex
@@ -337,15 +337,20 @@ print(f"your adaptation on the scan test images: {accuracy(mine, truth):.1%} "
 val_clean = shapes.generate(120, seed=7003)
 val_images = {"clean": val_clean.images, "scan": [pool.images[i] for i in split.val]}
 val_truth = {"clean": [label.shape for label in val_clean.labels], "scan": list(pool_labels[split.val])}
-sweep = []
-for alpha in np.linspace(0, 1, 11):
-    mixed = course.ZeroShotClassifier(wise_ft(pocket, tuned, float(alpha)), shapes.SHAPES,
-                                      templates=templates)
-    row = {"alpha": round(float(alpha), 1)}
+
+
+def evaluate_mixed(mixed: course.CLIP) -> dict[str, float]:
+    """Test and validation accuracy of one WiSE-FT model on both domains."""
+    classifier = course.ZeroShotClassifier(mixed, shapes.SHAPES, templates=templates)
+    row = {}
     for domain, test in (("clean", clean_test), ("scan", scan_test)):
-        row[domain] = accuracy(mixed.predict(test.images), truth)
-        row[f"val_{domain}"] = accuracy(mixed.predict(val_images[domain]), val_truth[domain])
-    sweep.append(row)
+        row[domain] = accuracy(classifier.predict(test.images), truth)
+        row[f"val_{domain}"] = accuracy(classifier.predict(val_images[domain]), val_truth[domain])
+    return row
+
+
+# wise_ft_sweep mixes the weights at each alpha (course.adaptation.wise_ft) and evaluates them
+sweep = wise_ft_sweep(pocket, tuned, evaluate_mixed, alphas=[round(a, 1) for a in np.linspace(0, 1, 11)])
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
 alphas = [row["alpha"] for row in sweep]
