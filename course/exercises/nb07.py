@@ -3,7 +3,6 @@ a few labelled examples and beat zero-shot there, and choose the WiSE-FT mixing 
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -71,26 +70,22 @@ def _gap_cases() -> list[Case]:
     ]
 
 
-@lru_cache(maxsize=1)
 def _shape_problem(domain: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """Pocket embeddings of 16 labelled target images per shape and 240 test images, with
     zero-shot accuracy on the test images (the bar an adaptation must clear)."""
     import course
-    from course.adaptation import accuracy, shape_templates
+    from course.adaptation import accuracy, shape_task, shape_templates
     from course.data import shapes
     from course.transfer import few_shot_split
 
     clip = course.load_clip("pocket")
-    pool = shapes.generate(240, seed=seed, domain=domain)  # type: ignore[arg-type]
-    test = shapes.generate(240, seed=seed + 1, domain=domain)  # type: ignore[arg-type]
-    pool_embeds = course.encode_images(clip, pool.images, progress=False).numpy()
-    test_embeds = course.encode_images(clip, test.images, progress=False)
-    pool_labels = np.array([lab.shape for lab in pool.labels])
-    test_labels = np.array([lab.shape for lab in test.labels])
+    pool_embeds, pool_labels = shape_task(clip, 240, domain=domain, seed=seed)  # type: ignore[arg-type]
+    test_embeds, test_labels = shape_task(clip, 240, domain=domain, seed=seed + 1)  # type: ignore[arg-type]
     split = few_shot_split(pool_labels, 16, seed=seed)
     zero_shot = course.ZeroShotClassifier(clip, shapes.SHAPES, templates=shape_templates())
     zs_acc = accuracy(zero_shot.predict(test_embeds), test_labels)
-    return pool_embeds[split.train], pool_labels[split.train], test_embeds.numpy(), test_labels, zs_acc
+    support = pool_embeds[split.train].numpy()
+    return support, pool_labels[split.train], test_embeds.numpy(), test_labels, zs_acc
 
 
 def _adapt_cases() -> list[Case]:
