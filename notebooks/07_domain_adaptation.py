@@ -169,10 +169,7 @@ def blur_and_noise(image: Image.Image, seed: int = 0) -> Image.Image:
 def scope_frame(image: Image.Image) -> Image.Image:
     """Black outside a circle reaching 1.15 half-widths from the centre; darker towards its edge."""
     a = np.asarray(image, dtype=float)
-    h, w = a.shape[:2]
-    yy, xx = np.mgrid[:h, :w]
-    dist = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
-    light = np.where(dist > 1.15, 0, np.clip(1.25 - 0.45 * dist, 0, 1))
+    light = shapes.scope_light(*a.shape[:2])  # the very light the scan renderer applies
     return Image.fromarray((a * light[..., None]).astype(np.uint8))
 
 

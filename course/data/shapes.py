@@ -311,8 +311,13 @@ def _scan_artifacts(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.4, 0.9)) * img.size[0] / 64))
     a = np.asarray(img, dtype=np.float64)
     a = a + rng.normal(0, rng.uniform(5, 10), a.shape)
-    h, w = a.shape
-    yy, xx = np.mgrid[:h, :w]
-    dist = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
-    a = np.where(dist > 1.15, 0, a * np.clip(1.25 - 0.45 * dist, 0, 1))
+    a = a * scope_light(*a.shape)
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
+
+
+def scope_light(height: int, width: int) -> np.ndarray:
+    """The ``scan`` domain's light over the picture: 0 outside a circle reaching 1.15
+    half-widths from the centre, falling from 1 towards the circle's edge (vignetting)."""
+    yy, xx = np.mgrid[:height, :width]
+    dist = np.hypot((yy - height / 2) / (height / 2), (xx - width / 2) / (width / 2))
+    return np.where(dist > 1.15, 0.0, np.clip(1.25 - 0.45 * dist, 0, 1))
