@@ -1,7 +1,9 @@
 """Test-session environment for everything pytest runs here: unit tests and nbval notebooks.
 
 Set at configure time, before any test module imports huggingface_hub (which reads
-HF_HUB_OFFLINE once) and before nbval starts kernels (which inherit this environment).
+HF_HUB_OFFLINE once) and before nbval starts kernels (which inherit this environment): the one
+kernel environment of ``course.teach.kernelenv`` (offline, pocket whatever the machine has cached,
+a throw-away progress file, no progress bars).
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Tests and notebooks run offline on the shipped pocket model, whatever the machine has.
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    # Notebook kernels tick progress items; never let a test run touch the learner's own file.
+    from course.teach.kernelenv import kernel_env
+
     scratch = tempfile.mkdtemp(prefix="course-tests-")
-    os.environ["COURSE_PROGRESS_FILE"] = os.path.join(scratch, "progress.json")
+    os.environ.update(kernel_env(scratch))

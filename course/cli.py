@@ -43,10 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a smaller model trained for 1-2 minutes (the notebook demo)")
     train.set_defaults(run=_train_pocket)
 
-    from course import instructor, progress  # light imports: heavy ones happen when a command runs
+    # light imports: heavy ones happen when a command runs
+    from course import instructor
+    from course.teach import grading
+    from course.teach.progress import command as progress_command
 
-    progress.register_cli(sub)
+    progress_command.register_cli(sub)
     instructor.register_cli(sub)
+    grading.register_cli(sub)
     return parser
 
 

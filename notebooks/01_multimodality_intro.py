@@ -198,9 +198,6 @@ if clip.name == "pocket":
 #   never breaks the rest of the notebook);
 # - the **progress checklist** at the end ticks itself when you solve an exercise, remembers
 #   across sessions (in `~/.course/progress.json`), and `course progress` in a terminal shows it.
-#
-# (A `# NBVAL_CHECK_OUTPUT` line at the top of a cell tells the course's test suite to compare
-# that cell's output with the stored one; you can ignore it.)
 
 # %%
 from course.exercises import nb01 as ex
@@ -216,12 +213,9 @@ for letter, task in ex.TASKS.items():
     print(letter, task)
 
 # %% course={"exercise": "nb01.q1", "role": "stub"}
-### BEGIN SOLUTION
 multimodal_tasks = None  # replace None with your answer
-### END SOLUTION
 
-# %% course={"exercise": "nb01.q1", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb01.q1", "role": "check"}
 ex.q1.check(multimodal_tasks)
 # ex.q1.hint()
 
@@ -235,12 +229,9 @@ ex.q1.check(multimodal_tasks)
 # %% course={"exercise": "nb01.q2", "role": "stub"}
 def predict_label(similarities, labels):
     """The label whose text is most similar to the image."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb01.q2", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb01.q2", "role": "check"}
 ex.q2.check(predict_label)
 
 # %% [markdown]
@@ -262,12 +253,9 @@ print("true label:", labels[0], "| predicted:", predict(cosines.numpy(), labels)
 # integer.
 
 # %% course={"exercise": "nb01.q3", "role": "stub"}
-### BEGIN SOLUTION
 negative_pairs = None  # replace None with your answer
-### END SOLUTION
 
-# %% course={"exercise": "nb01.q3", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb01.q3", "role": "check"}
 ex.q3.check(negative_pairs)
 
 # %% [markdown]

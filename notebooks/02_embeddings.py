@@ -79,8 +79,7 @@ print("lengths of the raw text embeddings: ", raw_texts.norm(dim=1).numpy().roun
 # and `course.encode_texts` do all of the above in batches and return the *normalised*
 # embeddings. Check that they are the raw ones divided by their lengths:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 image_embeds = course.encode_images(clip, images)
 text_embeds = course.encode_texts(clip, captions)
 
@@ -110,12 +109,9 @@ print("lengths after normalising:", image_embeds.norm(dim=1).numpy().round(4))
 # %% course={"exercise": "nb02.q1", "role": "stub"}
 def cosine_similarity_matrix(A, B):
     """Cosine similarity of every row of A (N, D) with every row of B (M, D): (N, M)."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb02.q1", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb02.q1", "role": "check"}
 ex.q1.check(cosine_similarity_matrix)
 # ex.q1.hint()      # a hint; call again for the next one
 # ex.q1.solution()  # the course's solution
@@ -124,8 +120,7 @@ ex.q1.check(cosine_similarity_matrix)
 # On the **raw** embeddings your function must give what a plain product of the **normalised**
 # ones gives:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 cosine_matrix = ex.q1.use(cosine_similarity_matrix)
 similarity = image_embeds @ text_embeds.T
 print(np.allclose(cosine_matrix(raw_images.numpy(), raw_texts.numpy()), similarity.numpy(), atol=1e-4))
@@ -158,12 +153,9 @@ print(f"logit scale of {clip.name}: {clip.logit_scale:.1f}")
 # %% course={"exercise": "nb02.q2", "role": "stub"}
 def best_caption(similarity):
     """For each image (row), the index of the most similar caption (column)."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb02.q2", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb02.q2", "role": "check"}
 ex.q2.check(best_caption)
 
 # %%
@@ -245,12 +237,9 @@ for name, vec in toy_captions.items():
     print(f"{name:<14} {vec}  length {np.linalg.norm(vec):.2f}")
 
 # %% course={"exercise": "nb02.q3", "role": "stub"}
-### BEGIN SOLUTION
 winners = None  # replace None with your answer
-### END SOLUTION
 
-# %% course={"exercise": "nb02.q3", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb02.q3", "role": "check"}
 ex.q3.check(winners)
 
 # %% [markdown]

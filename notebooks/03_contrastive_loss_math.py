@@ -96,8 +96,7 @@ similarity_heatmap(logits, texts=[f"text {j}" for j in range(4)],
 #
 # The five steps in code, then the package's implementations on the same tensors:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 targets = torch.arange(len(logits))
 row_log_probs = logits.log_softmax(dim=1)            # step 1, in log space for stability
 loss_image_to_text = -row_log_probs[targets, targets].mean()   # steps 2-3
@@ -120,18 +119,14 @@ print(f"pair-by-pair loop  {clip_loss_loop(image_embeds, text_embeds, temperatur
 # %% course={"exercise": "nb03.q1", "role": "stub"}
 def symmetric_clip_loss(image_embeds, text_embeds, temperature):
     """CLIP's symmetric InfoNCE loss for N matching (image, text) pairs."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb03.q1", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb03.q1", "role": "check"}
 ex.q1.check(symmetric_clip_loss)
 # ex.q1.hint()      # a hint; call again for the next one
 # ex.q1.solution()  # the course's solution
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 loss_fn = ex.q1.use(symmetric_clip_loss)
 print(f"{float(loss_fn(image_embeds, text_embeds, temperature)):.4f}")
 
@@ -152,8 +147,7 @@ hub_cosines = F.normalize(hub_images, dim=-1) @ F.normalize(hub_texts, dim=-1).T
 similarity_heatmap(hub_cosines, texts=[f"text {j}" for j in range(4)],
                    title="a hub: image 0 is close to every text");
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 right = torch.arange(4)
 print("image->text retrieval correct:", (hub_cosines.argmax(dim=1) == right).tolist())
 print("text->image retrieval correct:", (hub_cosines.argmax(dim=0) == right).tolist())
@@ -181,19 +175,15 @@ print(f"symmetric loss       {course.clip_loss(hub_images, hub_texts, 0.1):.3f}"
 # Set `predicted_losses = (loss_1, loss_2)`; `math.log` and `math.e` are available.
 
 # %% course={"exercise": "nb03.q2", "role": "stub"}
-### BEGIN SOLUTION
 predicted_losses = None  # replace None with your answer
-### END SOLUTION
 
-# %% course={"exercise": "nb03.q2", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb03.q2", "role": "check"}
 ex.q2.check(predicted_losses)
 
 # %% [markdown]
 # The package agrees (random 512-d embeddings stand in for "all logits equal"):
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 torch.manual_seed(1)
 random_batch = course.clip_loss(torch.randn(8, 512), torch.randn(8, 512), temperature=1.0)
 aligned_batch = course.clip_loss(torch.eye(8), torch.eye(8), temperature=1.0)
@@ -267,16 +257,12 @@ print(f"{clip.name}: logit scale exp(s) = {clip.logit_scale:.1f}, temperature τ
 # at which the loss is at most $0.01$? Set `max_temperature`.
 
 # %% course={"exercise": "nb03.q3", "role": "stub"}
-### BEGIN SOLUTION
 max_temperature = None  # replace None with your answer
-### END SOLUTION
 
-# %% course={"exercise": "nb03.q3", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb03.q3", "role": "check"}
 ex.q3.check(max_temperature)
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 t_max = ex.q3.use(max_temperature)
 print(f"loss at τ = {t_max:.3f}: {course.clip_loss(torch.eye(8), torch.eye(8), t_max):.4f}")
 
@@ -302,8 +288,7 @@ print(f"loss at τ = {t_max:.3f}: {course.clip_loss(torch.eye(8), torch.eye(8), 
 #
 # where $p^{\text{col}}$ is the softmax down column $j$. Autograd agrees:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 S = logits.clone().requires_grad_(True)
 loss = (F.cross_entropy(S, targets) + F.cross_entropy(S.T, targets)) / 2
 loss.backward()

@@ -60,8 +60,7 @@ clip
 # instead of from labelled training images; "zero-shot" means zero labelled examples of these
 # classes. The test set: 480 fresh Shapes images over all 48 colour-shape classes, encoded once.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 classes = shapes.class_names()
 print(len(classes), "classes, e.g.", classes[:4])
 
@@ -81,12 +80,9 @@ print("image embeddings", tuple(image_embeds.shape), "| class embeddings", tuple
 # %% course={"exercise": "nb04.q1", "role": "stub"}
 def zero_shot_probs(image_embeds, class_embeds, logit_scale):
     """Zero-shot class probabilities (N, C) from image embeddings (N, D) and class embeddings (C, D)."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb04.q1", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb04.q1", "role": "check"}
 ex.q1.check(zero_shot_probs)
 # ex.q1.hint()      # a hint; call again for the next one
 # ex.q1.solution()  # the course's solution
@@ -95,8 +91,7 @@ ex.q1.check(zero_shot_probs)
 # `course.ZeroShotClassifier` packages the same recipe (and accepts precomputed image embeddings).
 # Both must agree:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 probs = ex.q1.use(zero_shot_probs)(image_embeds, class_embeds, clip.logit_scale)
 classifier = course.ZeroShotClassifier(clip, classes, templates="a photo of a {}.")
 print(torch.allclose(probs, classifier.predict_proba(image_embeds), atol=1e-5))
@@ -175,12 +170,9 @@ for name, templates in candidates.items():
 # above first.
 
 # %% course={"exercise": "nb04.q2", "role": "stub"}
-### BEGIN SOLUTION
 my_templates = None  # replace None with your answer
-### END SOLUTION
 
-# %% course={"exercise": "nb04.q2", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb04.q2", "role": "check"}
 ex.q2.check(my_templates)
 
 # %% [markdown]
@@ -198,12 +190,9 @@ ex.q2.check(my_templates)
 # %% course={"exercise": "nb04.q3", "role": "stub"}
 def top_k_accuracy(probs, targets, k):
     """Share of rows whose true class is among the k most probable classes."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb04.q3", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb04.q3", "role": "check"}
 ex.q3.check(top_k_accuracy)
 
 # %%
@@ -263,8 +252,7 @@ ours_seconds = time.perf_counter() - start
 print(f"pipeline {pipe_seconds:.2f} s, cached class embeddings {ours_seconds:.3f} s: "
       f"{pipe_seconds / ours_seconds:.0f}x faster for {len(few)} images and {len(classes)} labels")
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("same predictions:", [out[0]["label"] for out in pipe_out] == ours)
 print("first three:", ours[:3])
 

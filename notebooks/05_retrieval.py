@@ -63,8 +63,7 @@ clip
 # written from different templates, like the 5 captions per image of MS-COCO and Flickr30k, the
 # datasets on which CLIP's retrieval was measured.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 data = shapes.generate(200, seed=505)
 captions = []  # 5 per image: image i owns captions 5i .. 5i+4
 for i, label in enumerate(data.labels):
@@ -114,12 +113,9 @@ for rank, (caption, score, j) in enumerate(zip(hits.items[0], hits.scores[0], hi
 # %% course={"exercise": "nb05.q1", "role": "stub"}
 def top_k_search(query_embeds, index_embeds, k):
     """Indices (Q, k) of the k stored embeddings most cosine-similar to each query, best first."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb05.q1", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb05.q1", "role": "check"}
 ex.q1.check(top_k_search)
 # ex.q1.hint()      # a hint; call again for the next one
 # ex.q1.solution()  # the course's solution
@@ -127,8 +123,7 @@ ex.q1.check(top_k_search)
 # %% [markdown]
 # Yours (or, until it passes, the course's) must agree with `EmbeddingIndex.search`:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 search = ex.q1.use(top_k_search)
 text_embeds = course.encode_texts(clip, ["a red circle", "a large blue hexagon", "a purple cross"])
 mine = torch.as_tensor(np.asarray(search(text_embeds.numpy(), image_index.embeddings.numpy(), 5)))
@@ -175,8 +170,7 @@ print(f"re-encoding: {slow_s * 1e3:7.1f} ms per query")
 print(f"index:       {build_s * 1e3:7.1f} ms to build once, then {fast_s * 1e3:.1f} ms per query "
       f"({slow_s / fast_s:.0f}x faster per query)")
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("same top-5 for every query:", slow == fast.indices.tolist())
 
 # %% [markdown]
@@ -185,8 +179,7 @@ print("same top-5 for every query:", slow == fast.indices.tolist())
 # once also means the index can be saved and reloaded (safetensors for the vectors, JSON for the
 # items; no pickle) instead of re-encoding the collection in every session:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 with tempfile.TemporaryDirectory() as folder:
     image_index.save(folder)
     reloaded = course.EmbeddingIndex.load(folder)
@@ -220,12 +213,9 @@ print(reloaded, "| same answers:",
 # %% course={"exercise": "nb05.q2", "role": "stub"}
 def recall_at_k(similarity, positives, k):
     """Share of queries with at least one of their positives among their k highest scores."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb05.q2", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb05.q2", "role": "check"}
 ex.q2.check(recall_at_k)
 
 # %% [markdown]
@@ -326,12 +316,9 @@ fig.axes[0].set_ylabel("texts");
 # (whatever model this notebook loaded). Try yours in the cell above first.
 
 # %% course={"exercise": "nb05.q3", "role": "stub"}
-### BEGIN SOLUTION
 failing_query = None  # replace None with your answer
-### END SOLUTION
 
-# %% course={"exercise": "nb05.q3", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb05.q3", "role": "check"}
 ex.q3.check(failing_query)
 
 # %% [markdown]
@@ -339,18 +326,14 @@ ex.q3.check(failing_query)
 #
 # Set `failure_reason` to the letter of the best explanation:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for letter, reason in ex.REASONS.items():
     print(f"{letter}. {reason}")
 
 # %% course={"exercise": "nb05.q4", "role": "stub"}
-### BEGIN SOLUTION
 failure_reason = None  # replace None with your answer
-### END SOLUTION
 
-# %% course={"exercise": "nb05.q4", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb05.q4", "role": "check"}
 ex.q4.check(failure_reason)
 
 # %% [markdown]

@@ -70,8 +70,7 @@ clip
 #
 # Our task: the 6 shapes of `clean` Shapes images (colour ignored), 360 images, encoded once.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 embeds, labels = shape_task(clip, 360, seed=606)
 classes = sorted(set(labels.tolist()))
 zero_shot = course.ZeroShotClassifier(clip, classes, templates=shape_templates())
@@ -106,12 +105,9 @@ print(f"4-shot probe: {probe.score(embeds[split.test], labels[split.test]):.1%} 
 # %% course={"exercise": "nb06.q1", "role": "stub"}
 def fit_linear_probe(train_embeds, train_labels, test_embeds):
     """Predicted labels for ``test_embeds`` from a logistic regression fit on normalised embeddings."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb06.q1", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb06.q1", "role": "check"}
 ex.q1.check(fit_linear_probe)
 # ex.q1.hint()      # a hint; call again for the next one
 # ex.q1.solution()  # the course's solution
@@ -175,12 +171,9 @@ ax.grid(alpha=0.3);
 # %% course={"exercise": "nb06.q2", "role": "stub"}
 def smallest_matching_k(ks, probe_accuracy, zero_shot_accuracy):
     """The smallest k whose probe accuracy is at least the zero-shot accuracy (one always is)."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb06.q2", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb06.q2", "role": "check"}
 ex.q2.check(smallest_matching_k)
 # ex.q2.hint()      # a hint; call again for the next one
 # ex.q2.solution()  # the course's solution
@@ -200,8 +193,7 @@ else:
 # `return_loss=True`, printed the loss, and called the model fine-tuned. Let us do exactly that
 # and compare every weight before and after:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 sketch_train = shapes.generate(96, seed=6061, domain="sketch")
 sketch_test = shapes.generate(120, seed=6062, domain="sketch")
 texts = [f"a photo of a {label.color} {label.shape}." for label in sketch_train.labels]
@@ -240,8 +232,7 @@ tuned = result.clip
 print(f"60 steps in {time.perf_counter() - start:.0f} s")
 loss_curve(result.losses, smooth=5, title="contrastive fine-tuning on sketches");
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 changed = sum(not torch.equal(before[name], p) for name, p in tuned.model.named_parameters())
 original_intact = all(torch.equal(before[name], p) for name, p in clip.model.named_parameters())
 print(f"tensors changed in the fine-tuned copy: {changed} of {len(before)}")
@@ -290,8 +281,7 @@ tuned.processor.save_pretrained(folder)
 reloaded = course.load_clip(folder)
 reloaded
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 saved, loaded = tuned.model.state_dict(), reloaded.model.state_dict()
 print("reloaded weights identical:", saved.keys() == loaded.keys()
       and all(torch.equal(saved[k], loaded[k]) for k in saved))
@@ -308,18 +298,15 @@ print("reloaded weights identical:", saved.keys() == loaded.keys()
 # %% course={"exercise": "nb06.q3", "role": "stub"}
 def best_stopping_step(train_loss, val_loss):
     """The step (index) with the lowest validation loss: where to stop, or which checkpoint to keep."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb06.q3", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb06.q3", "role": "check"}
 ex.q3.check(best_stopping_step)
 # ex.q3.hint()      # a hint; call again for the next one
 # ex.q3.solution()  # the course's solution
 
 # %%
-train_loss, val_loss = ex._val_curve(611, 100, 30)
+train_loss, val_loss = ex.synthetic_loss_curves(611, 100, 30)
 stop = ex.q3.use(best_stopping_step)(train_loss, val_loss)
 fig = loss_curve({"train": train_loss, "validation": val_loss}, title="an overfitting run")
 fig.axes[0].axvline(stop, color="k", ls=":")

@@ -90,8 +90,7 @@ if clip.name == "pocket":
 # (colour survives only as brightness), slightly blurred, with sensor noise, inside a dark,
 # vignetted circular field of view. Same seed, same scenes:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 pocket = course.load_clip("pocket")
 clean_test = shapes.generate(300, seed=7001, domain="clean")
 scan_test = shapes.generate(300, seed=7001, domain="scan")
@@ -132,12 +131,9 @@ print(f"zero-shot on scan (target):  {accuracy(scan_pred, truth):.1%}")
 # %% course={"exercise": "nb07.q1", "role": "stub"}
 def domain_gap(source_predictions, source_labels, target_predictions, target_labels):
     """Source accuracy minus target accuracy (a fraction: 0.5 means 50 points lost on the target)."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb07.q1", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb07.q1", "role": "check"}
 ex.q1.check(domain_gap)
 # ex.q1.hint()      # a hint; call again for the next one
 # ex.q1.solution()  # the course's solution
@@ -200,8 +196,7 @@ for name, acc in ablation_acc.items():
 # to choose hyper-parameters on. Every method below sees only these; the 300 test scans above
 # stay untouched for the final numbers.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 pool = shapes.generate(480, seed=7002, domain="scan")
 pool_labels = np.array([label.shape for label in pool.labels])
 pool_embeds = course.encode_images(pocket, pool.images)
@@ -300,12 +295,9 @@ show("fine-tuned")
 # %% course={"exercise": "nb07.q2", "role": "stub"}
 def adapt(support_embeds, support_labels, test_embeds):
     """Predicted labels for ``test_embeds``, learned from a few labelled target embeddings."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb07.q2", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb07.q2", "role": "check"}
 ex.q2.check(adapt)
 # ex.q2.hint()      # a hint; call again for the next one
 # ex.q2.solution()  # the course's solution
@@ -387,12 +379,9 @@ explorer.figure(0.7, explorer.evaluate(0.7))
 # %% course={"exercise": "nb07.q3", "role": "stub"}
 def pick_alpha(alphas, source_accuracy, target_accuracy, min_source):
     """The alpha with the best target accuracy among those keeping ``source >= min_source``."""
-    ### BEGIN SOLUTION
     raise NotImplementedError("Replace this line with your code")
-    ### END SOLUTION
 
-# %% course={"exercise": "nb07.q3", "role": "check"}
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"] course={"exercise": "nb07.q3", "role": "check"}
 ex.q3.check(pick_alpha)
 # ex.q3.hint()      # a hint; call again for the next one
 # ex.q3.solution()  # the course's solution

@@ -5,8 +5,9 @@
     python scripts/build_notebooks.py --no-execute   # only write .ipynb from the .py sources
 
 The percent-format ``.py`` file is the source: its cells replace the ``.ipynb``'s. Execution is
-offline (``HF_HUB_OFFLINE=1``) with cwd ``notebooks/`` and a throw-away progress file, so the
-stored outputs are what a learner sees on the pocket model, and nobody's progress is touched.
+in the course's one kernel environment (``course.teach.kernelenv``: offline, pocket, a throw-away
+progress file, no progress bars) with cwd ``notebooks/``, so the stored outputs are what a learner
+sees on the pocket model, and nobody's progress is touched.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
+sys.path.insert(0, str(ROOT))  # this checkout's course, whatever is installed
+
+from course.teach.kernelenv import kernel_env
 
 
 def is_jupytext_source(path: Path) -> bool:
@@ -38,13 +42,6 @@ def sync(py: Path) -> Path:
     target = py.with_suffix(".ipynb")
     jupytext.write(nb, target, fmt="ipynb")
     return target
-
-
-def kernel_env(progress_file: Path) -> dict[str, str]:
-    """The environment notebook kernels inherit: offline, this checkout first, private progress."""
-    paths = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(paths),
-            "COURSE_PROGRESS_FILE": str(progress_file), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 
 
 def execute(path: Path, timeout: int = 600) -> float:
@@ -82,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="course-build-") as scratch:
         saved = dict(os.environ)
         os.environ.clear()
-        os.environ.update(kernel_env(Path(scratch) / "progress.json"))
+        os.environ.update(kernel_env(scratch, course_root=ROOT))
         try:
             for path in sorted(p for p in NOTEBOOKS.glob("*.ipynb") if wanted(p)):
                 print(f"executed {path.relative_to(ROOT)} in {execute(path):.0f} s", flush=True)

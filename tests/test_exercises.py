@@ -1,4 +1,5 @@
-"""Exercises: three outcomes for every example check, hints, solutions, use(), and the notebook."""
+"""Exercises: three outcomes for every example check, feedback that names mistakes without giving
+the answer away, hints, solutions, use(), answers that call the reference, and the notebook."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from course.exercises import core, exercises_in, get_exercise
 from course.exercises import example as ex
-from course.exercises.core import Outcome, function_body
+from course.exercises import exercises_in, get_exercise
+from course.exercises.keys import example as key
+from course.teach import exercises as platform
+from course.teach.checks import CheckResult, Outcome
+from course.teach.markup import function_body
 
 EXAMPLE_DIR = Path(__file__).parent / "example"
 
@@ -21,9 +25,8 @@ EXAMPLE_DIR = Path(__file__).parent / "example"
 def _isolated(tmp_path, monkeypatch):
     """A private progress file; no grading log; solutions enabled; hints from the start."""
     monkeypatch.setenv("COURSE_PROGRESS_FILE", str(tmp_path / "progress.json"))
-    monkeypatch.delenv(core.GRADING_LOG_ENV, raising=False)
-    monkeypatch.delenv(core.NO_SOLUTIONS_ENV, raising=False)
-    monkeypatch.setattr(core, "_solutions_disabled", False)
+    monkeypatch.delenv(platform.NO_SOLUTIONS_ENV, raising=False)
+    monkeypatch.setattr(platform, "_solutions_disabled", False)
     for exercise in exercises_in("example"):
         monkeypatch.setattr(exercise, "_hints_shown", 0)
 
@@ -57,11 +60,13 @@ def stub(*args):
 CASES = [
     # exercise, right answers, wrong answer, words the wrong answer's message must contain
     (ex.q1, [cosine_right, cosine_torch], cosine_wrong,
-     ["hidden test 2/5", "a vector and a scaled copy", "expected 1", "got 20.7"]),
-    (ex.q2, [top_k_right_any_order], top_k_wrong,
-     ["hidden test 1/4", "3 captions, k=1", "expected [1]", "got [0]"]),
-    (ex.q3, [0.01, 1 / np.exp(4.6052)], 100.0, ["`temperature`", "expected 0.0099997", "got 100"]),
+     ["that is the dot product", "divide it by the product of the two lengths"]),
+    (ex.q2, [top_k_right_any_order], top_k_wrong, ["k *least* similar captions"]),
+    (ex.q3, [0.01, 1 / np.exp(4.6052)], 100.0, ["`temperature`", "exp(logit_scale)",
+                                                "its inverse"]),
 ]
+#: What a wrong answer's message must never contain: the expected values.
+REVEALING = ["expected 1", "expected [1]", "0.0099997", "expected 0.01"]
 
 
 @pytest.mark.parametrize("exercise, rights, wrong, words", CASES, ids=["q1", "q2", "q3"])
@@ -74,6 +79,7 @@ def test_three_outcomes(exercise, rights, wrong, words):
     assert result.outcome is Outcome.INCORRECT
     for word in words:
         assert word in result.message, result.message
+    assert not any(text in result.message for text in REVEALING), result.message
     untouched = stub if callable(rights[0]) else None
     assert exercise.check(untouched).outcome is Outcome.NOT_ATTEMPTED
     assert exercise.check(...).outcome is Outcome.NOT_ATTEMPTED
@@ -81,7 +87,31 @@ def test_three_outcomes(exercise, rights, wrong, words):
 
 def test_reference_itself_is_not_an_attempt():
     """What use() hands back must not count as the learner's own work."""
-    assert ex.q1.check(ex.cosine_similarity).outcome is Outcome.NOT_ATTEMPTED
+    assert ex.q1.check(key.cosine_similarity).outcome is Outcome.NOT_ATTEMPTED
+
+
+def test_an_answer_that_calls_the_reference_does_not_pass():
+    for sneaky in (lambda a, b: key.cosine_similarity(a, b),
+                   lambda a, b: ex.q1.reference(a, b),
+                   lambda a, b: ex.q1.key.reference(b, a)):
+        result = ex.q1.check(sneaky)
+        assert result.outcome is Outcome.INCORRECT
+        assert "reference solution" in result.message
+
+
+def test_an_answer_that_calls_the_package_solution_does_not_pass():
+    import course
+    from course.exercises import nb03
+
+    result = nb03.q1.check(lambda i, t, temperature: course.clip_loss(i, t, temperature))
+    assert result.outcome is Outcome.INCORRECT
+    assert "`course.losses.clip_loss`" in result.message
+
+
+def test_wrong_answers_far_off_are_diagnosed_by_direction():
+    assert "too large" in ex.q3.check(5.0).message
+    assert "too small" in ex.q3.check(1e-6).message
+    assert "hidden test" in ex.q1.check(lambda a, b: 0.5).message
 
 
 def test_learner_errors_become_incorrect_not_crashes():
@@ -96,6 +126,7 @@ def test_learner_errors_become_incorrect_not_crashes():
     assert "ZeroDivisionError: division by zero" in result.message
     assert "returned None" in ex.q2.check(forgets_return).message
     assert "Expected a function" in ex.q1.check(42).message
+    assert ex.q1.check(lambda a, b: object()).outcome is Outcome.INCORRECT
     assert ex.q3.check("abc").outcome is Outcome.INCORRECT
     assert ex.q1.check(lambda a: 0).outcome is Outcome.INCORRECT  # wrong signature: TypeError
 
@@ -146,7 +177,7 @@ def test_solution_can_be_disabled(how, monkeypatch):
 
         disable_solutions()
     else:
-        monkeypatch.setenv(core.NO_SOLUTIONS_ENV, "1")
+        monkeypatch.setenv(platform.NO_SOLUTIONS_ENV, "1")
     shown = ex.q1.solution()
     assert "disabled" in repr(shown)
     assert "np.linalg.norm" not in repr(shown) + shown._repr_markdown_()
@@ -156,35 +187,57 @@ def test_use_falls_back_to_reference(capsys):
     assert ex.q1.use(cosine_right) is cosine_right
     assert capsys.readouterr().out == ""
     fallback = ex.q1.use(cosine_wrong)
-    assert fallback is ex.cosine_similarity
+    assert fallback is key.cosine_similarity
     assert "using the course's reference for example.q1" in capsys.readouterr().out
-    assert ex.q1.use(stub) is ex.cosine_similarity
+    assert ex.q1.use(stub) is key.cosine_similarity
     assert ex.q3.use(100.0) == pytest.approx(0.01, rel=1e-3)
     assert ex.q3.use(0.01) == 0.01
 
 
+def test_use_is_not_an_attempt(tmp_path):
+    ex.q1.check(cosine_wrong)
+    for _ in range(3):  # a notebook run twice, say
+        ex.q1.use(cosine_right)
+        ex.q1.use(cosine_wrong)
+    data = json.loads((tmp_path / "progress.json").read_text())
+    assert data["exercises"]["example.q1"]["attempts"] == 1
+
+
+def test_without_the_key_checks_defer_to_the_grader(monkeypatch):
+    """In a grading kernel the keys are not importable: nothing is judged there."""
+    from importlib import import_module
+
+    def no_keys(name):
+        if name.startswith("course.exercises.keys"):
+            raise ModuleNotFoundError(name)
+        return import_module(name)
+
+    monkeypatch.setattr(platform, "import_module", no_keys)
+    result = ex.q1.check(cosine_right)
+    assert result.outcome is Outcome.NOT_ATTEMPTED and "grader" in result.message
+    assert ex.q1.use(cosine_wrong) is cosine_wrong  # the lesson goes on with the learner's
+    assert "not available" in ex.q1.solution().body
+    assert ex.q1.hint(1).body == ex.q1.hints[0]
+
+
 def test_result_renders_for_text_and_jupyter():
     result = ex.q1.check(cosine_wrong)
-    assert repr(result).startswith("[example.q1] INCORRECT: hidden test 2/5")
+    assert repr(result).startswith("[example.q1] INCORRECT: that is the dot product")
     html = result._repr_html_()
-    assert "incorrect" in html and "expected 1" in html
+    assert "incorrect" in html and "dot product" in html
     with pytest.raises(AssertionError, match="example.q1: incorrect"):
         result.assert_correct()
-    weird = core.CheckResult("x.q1", Outcome.INCORRECT, "<script>")
+    assert ex.q1.check(cosine_right).assert_correct() is None  # nbgrader reads values as credit
+    weird = CheckResult("x.q1", Outcome.INCORRECT, "<script>")
     assert "<script>" not in weird._repr_html_()
 
 
-def test_check_records_progress_and_grading_log(tmp_path, monkeypatch):
-    log = tmp_path / "log.jsonl"
-    monkeypatch.setenv(core.GRADING_LOG_ENV, str(log))
+def test_check_records_progress(tmp_path):
     ex.q3.check(100.0)
     ex.q3.check(0.01)
     data = json.loads((tmp_path / "progress.json").read_text())
     assert data["exercises"]["example.q3"] == {**data["exercises"]["example.q3"],
                                                "attempts": 2, "outcome": "correct", "solved": True}
-    entries = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [e["outcome"] for e in entries] == ["incorrect", "correct"]
-    assert {e["source"] for e in entries} == {"notebook"}
 
 
 def test_check_survives_unwritable_progress(tmp_path, monkeypatch):
@@ -210,7 +263,9 @@ def test_function_body_drops_signature_and_docstring():
     source = 'def f(a,\n      b):\n    """Doc\n    string."""\n    # why\n    c = a\n    return c + b\n'
     assert function_body(source) == "# why\nc = a\nreturn c + b"  # comments are kept
     assert function_body("def g():\n    return 1\n") == "return 1"
-    assert "np.linalg.norm" in ex.q1.solution_body and "def " not in ex.q1.solution_body
+    from course.teach.markup import solution_body
+
+    assert "np.linalg.norm" in solution_body(ex.q1) and "def " not in solution_body(ex.q1)
 
 
 # -- the example notebook, untouched and solved --------------------------------------------------------
@@ -241,7 +296,7 @@ def executed(tmp_path_factory):
     import os
 
     from course.cli import main
-    from course.instructor import with_course_importable
+    from course.teach.kernelenv import kernel_env
 
     root = tmp_path_factory.mktemp("example-run")
     solved_dir = root / "solved"
@@ -250,7 +305,7 @@ def executed(tmp_path_factory):
     saved = dict(os.environ)
     try:
         # kernels inherit the environment: a private progress file, and this checkout importable
-        os.environ.update(with_course_importable(os.environ))
+        os.environ.update(kernel_env(root))
         for name, path in [("untouched", EXAMPLE_DIR / "example.ipynb"),
                            ("solved", solved_dir / "example.ipynb")]:
             progress = root / f"{name}-progress.json"
@@ -287,13 +342,4 @@ def test_solved_notebook_passes_every_check(executed):
     tracker_text = nb.cells[-1].outputs[0]["data"]["text/plain"]
     assert "Progress: example (3/4)" in tracker_text
     source = nbformat.read(path, as_version=4).cells[3].source
-    assert "### BEGIN SOLUTION" in source and "np.linalg.norm" in source
-
-
-def test_prediction_accuracy_accepts_numpy_torch_and_lists_and_names_a_shape_mismatch():
-    labels = np.array([0, 1, 1, 2])
-    assert core.prediction_accuracy(np.array([0.0, 1.0, 2.0, 2.0]), labels) == (0.75, None)
-    assert core.prediction_accuracy(torch.tensor([0, 1, 1, 2]), labels) == (1.0, None)
-    assert core.prediction_accuracy(["star", "cross"], np.array(["star", "star"])) == (0.5, None)
-    acc, problem = core.prediction_accuracy([0, 1], labels)
-    assert acc == 0.0 and "one prediction per test embedding (4,), got shape (2,)" in problem
+    assert "np.linalg.norm" in source and "NotImplementedError" not in source

@@ -1,4 +1,4 @@
-"""Instructor tools: solve, student versions, nbgrader export (checked by nbgrader itself)."""
+"""Instructor tools: solve, student versions, and the nbgrader export run through nbgrader itself."""
 
 from __future__ import annotations
 
@@ -12,31 +12,47 @@ import pytest
 
 from course import instructor
 from course.cli import main
-from course.exercises import core
 from course.exercises import example as ex
+from course.teach import exercises as platform
+from course.teach.markup import (
+    BEGIN_SOLUTION,
+    MarkupError,
+    answer_region,
+    cell_markup,
+    markup_problems,
+    replace_answer,
+    solution_body,
+)
 
 EXAMPLE_DIR = Path(__file__).parent / "example"
 IDS = ["example.q1", "example.q2", "example.q3"]
+HAS_NBGRADER = importlib.util.find_spec("nbgrader") is not None
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_PROGRESS_FILE", str(tmp_path / "progress.json"))
-    monkeypatch.setattr(core, "_solutions_disabled", False)
+    monkeypatch.setattr(platform, "_solutions_disabled", False)
 
 
 def _cells(nb, role):
-    return [c for c in nb.cells if instructor.cell_markup(c)[1] == role]
+    return [c for c in nb.cells if cell_markup(c)[1] == role]
 
 
-def test_replace_region_keeps_indent_and_markers():
-    source = "def f(x):\n    '''Doc.'''\n    ### BEGIN SOLUTION\n    raise NotImplementedError\n" \
-             "    ### END SOLUTION\n\nprint('after')"
-    out = instructor.replace_region(source, "y = x + 1\nreturn y")
-    assert out == ("def f(x):\n    '''Doc.'''\n    ### BEGIN SOLUTION\n    y = x + 1\n"
-                   "    return y\n    ### END SOLUTION\n\nprint('after')")
-    with pytest.raises(ValueError, match="nb.ipynb: example.q1: no '### BEGIN SOLUTION'"):
-        instructor.replace_region("x = 1", "y", "nb.ipynb: example.q1")
+def test_answer_region_of_a_function_and_of_a_value():
+    source = ('def cosine_similarity(a, b):\n    """Doc.\n    More."""\n    # your code\n'
+              '    raise NotImplementedError("x")\n\nprint("after")')
+    region = answer_region(source, ex.q1)
+    assert (region.start, region.end, region.indent) == (3, 5, "    ")
+    out = replace_answer(source, ex.q1, "y = a @ b\nreturn y")
+    assert out == ('def cosine_similarity(a, b):\n    """Doc.\n    More."""\n    y = a @ b\n'
+                   '    return y\n\nprint("after")')
+    value = "logit_scale = 4.6\ntemperature = None  # replace None with your answer\nprint(1)"
+    assert replace_answer(value, ex.q3, "temperature = 2") == "logit_scale = 4.6\ntemperature = 2\nprint(1)"
+    with pytest.raises(MarkupError, match="nb.ipynb cell 3: no function `cosine_similarity`"):
+        answer_region("x = 1", ex.q1, "nb.ipynb cell 3")
+    with pytest.raises(MarkupError, match="not valid Python"):
+        answer_region("def (", ex.q1)
 
 
 def test_solve_then_assign_round_trip(tmp_path, capsys):
@@ -44,9 +60,11 @@ def test_solve_then_assign_round_trip(tmp_path, capsys):
     assert "solved:" in capsys.readouterr().out
     solved = nbformat.read(tmp_path / "solved" / "example.ipynb", as_version=4)
     stubs = _cells(solved, "stub")
-    assert [instructor.cell_markup(c)[0] for c in stubs] == IDS
-    assert ex.q1.solution_body.splitlines()[-1] in stubs[0].source
+    assert [cell_markup(c)[0] for c in stubs] == IDS
+    assert solution_body(ex.q1).splitlines()[-1].strip() in stubs[0].source
     assert "temperature = 1 / np.exp(logit_scale)" in stubs[2].source
+    assert "logit_scale = 4.6052" in stubs[2].source  # the rest of the cell is kept
+    assert BEGIN_SOLUTION not in "".join(c.source for c in solved.cells)
     solved.cells[1].outputs = [nbformat.v4.new_output("stream", text="stale")]
     solved.cells[1].execution_count = 7
     nbformat.write(solved, tmp_path / "solved" / "example.ipynb")
@@ -65,7 +83,7 @@ def test_assign_without_solutions_disables_solution(tmp_path):
     instructor.assign([EXAMPLE_DIR / "example.ipynb"], tmp_path, solutions=False)
     nb = nbformat.read(tmp_path / "example.ipynb", as_version=4)
     first = nb.cells[0]
-    assert instructor.cell_markup(first)[1] == instructor.CONFIG_ROLE
+    assert cell_markup(first)[1] == instructor.CONFIG_ROLE
     assert first.metadata["deletable"] is False and first.metadata["editable"] is False
     assert nb.metadata["course"]["solutions"] is False
     assert "np.linalg.norm" in repr(ex.q1.solution())
@@ -78,12 +96,26 @@ def test_assign_without_solutions_disables_solution(tmp_path):
     assert len(_cells(again, instructor.CONFIG_ROLE)) == 1
 
 
-def test_missing_markers_are_reported_by_name(tmp_path):
+def test_broken_markup_is_reported_by_name(tmp_path, capsys):
     nb = nbformat.read(EXAMPLE_DIR / "example.ipynb", as_version=4)
-    _cells(nb, "stub")[1].source = "def top_k_captions(similarities, k):\n    pass"
+    _cells(nb, "stub")[1].source = "def top_k(similarities, k):\n    pass"
     nbformat.write(nb, tmp_path / "broken.ipynb")
-    with pytest.raises(ValueError, match="broken.ipynb: example.q2"):
+    with pytest.raises(MarkupError, match="broken.ipynb cell 8: no function `top_k_captions`"):
         instructor.solve([tmp_path / "broken.ipynb"], tmp_path / "out")
+    assert main(["solve", str(tmp_path / "broken.ipynb"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "top_k_captions" in err and "Traceback" not in err
+    assert main(["solve", str(tmp_path / "missing.ipynb"), str(tmp_path / "out")]) == 2
+    (tmp_path / "bad.ipynb").write_text("{ not json")
+    assert main(["assign", str(tmp_path / "bad.ipynb"), "--out", str(tmp_path / "o")]) == 2
+    assert "not a readable notebook" in capsys.readouterr().err
+
+
+def test_learner_notebooks_carry_no_markers():
+    nb = nbformat.read(EXAMPLE_DIR / "example.ipynb", as_version=4)
+    assert markup_problems(nb, "example.ipynb") == []
+    nb.cells[3].source += "\n    ### BEGIN SOLUTION"
+    assert "nbgrader solution markers" in "\n".join(markup_problems(nb, "example.ipynb"))
 
 
 def test_nbgrader_metadata_conventions(tmp_path):
@@ -102,24 +134,77 @@ def test_nbgrader_metadata_conventions(tmp_path):
             assert "raise NotImplementedError" not in body and body.strip()
         else:
             assert (meta["grade"], meta["locked"], meta["points"]) == (True, True, 1)
-            assert ".assert_correct()" in cell.source
-    assert len(_cells(nb, "check")) == 3
+            assert cell.source.rstrip().endswith(".assert_correct()")
+    value_cell = _cells(nb, "stub")[2].source
+    # the stub stays outside the region nbgrader replaces: an unanswered value is still defined
+    assert value_cell.index("temperature = None") < value_cell.index(BEGIN_SOLUTION)
+
+
+def test_solve_refuses_an_nbgrader_notebook_with_a_clear_message(tmp_path, capsys):
+    instructor.export_nbgrader([EXAMPLE_DIR / "example.ipynb"], tmp_path / "source")
+    assert main(["solve", str(tmp_path / "source" / "example.ipynb"), str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "nbgrader notebook" in err and "Traceback" not in err
+
+
+def _nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={root}",
+         f"--CourseDirectory.db_url=sqlite:///{root / 'gradebook.db'}"],
+        cwd=root, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("nbgrader") is None, reason="nbgrader not installed")
-def test_nbgrader_generate_assignment_accepts_export(tmp_path):
-    """nbgrader's own tool turns our export into a release with the solutions stripped."""
-    instructor.export_nbgrader([EXAMPLE_DIR / "example.ipynb"], tmp_path / "source" / "ps1")
-    done = subprocess.run(
-        [sys.executable, "-m", "nbgrader", "generate_assignment", "ps1", "--force",
-         f"--CourseDirectory.root={tmp_path}",
-         f"--CourseDirectory.db_url=sqlite:///{tmp_path / 'gradebook.db'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    release = nbformat.read(tmp_path / "release" / "ps1" / "example.ipynb", as_version=4)
+@pytest.mark.skipif(not HAS_NBGRADER, reason="nbgrader not installed (it is in the test extra)")
+def test_nbgrader_round_trip(tmp_path):
+    """nbgrader itself: release keeps the lesson running; autograde gives 3/3 and 0/3."""
+    from nbclient import NotebookClient
+
+    root = tmp_path
+    instructor.export_nbgrader([EXAMPLE_DIR / "example.ipynb"], root / "source" / "ps1")
+    _nbgrader(root, "db", "student", "add", "solved")
+    _nbgrader(root, "db", "student", "add", "untouched")
+    _nbgrader(root, "db", "assignment", "add", "ps1")
+    _nbgrader(root, "generate_assignment", "ps1", "--force")
+    release = nbformat.read(root / "release" / "ps1" / "example.ipynb", as_version=4)
     text = "\n".join(c.source for c in release.cells)
     assert "np.linalg.norm" not in text and "argsort" not in text  # solutions stripped
-    assert text.count("raise NotImplementedError()") == 3
     assert text.count(".assert_correct()") == 3  # the autograder tests stay
-    assert "def cosine_similarity(a, b):" in text  # the signature the learner fills in
+    assert "def cosine_similarity(a, b):" in text and "temperature = None" in text
+
+    # Run as a learner would, unanswered: only the autograder test cells fail
+    run = nbformat.from_dict(release)
+    NotebookClient(run, timeout=120, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(root)}}).execute()
+    failing = [(i, o["ename"]) for i, c in enumerate(run.cells) if c.cell_type == "code"
+               for o in c.outputs if o.output_type == "error"]
+    assert failing and all(name == "AssertionError" and "nbgrader" in run.cells[i].metadata
+                           for i, name in failing), failing
+
+    for student, solve in (("solved", True), ("untouched", False)):
+        submitted = nbformat.from_dict(release)
+        if solve:
+            for cell in submitted.cells:
+                exercise_id, role = cell_markup(cell)
+                if role == "stub":
+                    from course.exercises import get_exercise
+
+                    exercise = get_exercise(exercise_id)
+                    if exercise.kind == "function":
+                        cell.source = replace_answer(cell.source, exercise, solution_body(exercise))
+                    else:
+                        cell.source = cell.source.replace("raise NotImplementedError()",
+                                                          solution_body(exercise))
+        folder = root / "submitted" / student / "ps1"
+        folder.mkdir(parents=True)
+        nbformat.write(submitted, folder / "example.ipynb")
+    done = _nbgrader(root, "autograde", "ps1", "--force")
+    assert "cannot be converted to a float" not in done.stdout + done.stderr
+
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        scores = {s: gradebook.find_submission("ps1", s).score for s in ("solved", "untouched")}
+    assert scores == {"solved": 3.0, "untouched": 0.0}

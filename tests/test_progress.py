@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from course import progress
 from course.cli import main
-from course.progress import ProgressTracker, ProgressWarning
+from course.teach.progress import store as progress
+from course.teach.progress.store import ProgressWarning
+from course.teach.progress.widget import NO_WIDGETS_ENV, ProgressTracker
 
 ITEMS = [("I can compute cosine similarity", "demo.q1"), "I can explain temperature"]
 
@@ -25,7 +26,7 @@ def progress_file(tmp_path, monkeypatch) -> Path:
     """Every test gets its own progress file (never the real one in the home folder)."""
     path = tmp_path / "progress.json"
     monkeypatch.setenv(progress.FILE_ENV, str(path))
-    monkeypatch.delenv(progress.NO_WIDGETS_ENV, raising=False)
+    monkeypatch.delenv(NO_WIDGETS_ENV, raising=False)
     monkeypatch.setattr(progress, "_warned", set())
     return path
 
@@ -138,7 +139,7 @@ def test_widget_checkboxes_save_and_follow_checks(progress_file):
 
 
 def test_plain_text_fallback(monkeypatch):
-    monkeypatch.setenv(progress.NO_WIDGETS_ENV, "1")
+    monkeypatch.setenv(NO_WIDGETS_ENV, "1")
     tracker = ProgressTracker("demo", ITEMS)
     assert tracker.widget() is None
     assert tracker._repr_mimebundle_() == {"text/plain": repr(tracker)}

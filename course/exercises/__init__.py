@@ -1,59 +1,53 @@
 """Exercises with instant feedback, one module per notebook (``from course.exercises import nb02 as ex``).
 
-Each module defines exercises ``q1``, ``q2``… (see ``core``); ``get_exercise("nb02.q1")`` finds one by id.
-``example.py`` is the template. To add an exercise to notebook NN:
+Each module declares exercises ``q1``, ``q2``… (see ``course.teach.exercises``); its answer key
+(reference solutions, hidden cases, common mistakes) is ``keys/<module>.py``. ``get_exercise("nb02.q1")``
+finds one by id. ``example.py`` and ``keys/example.py`` are the template. To add an exercise to
+notebook NN:
 
-1. in ``course/exercises/nbNN.py``: the reference function (named as the learner's will be) and
-   ``qK = FunctionExercise("nbNN.qK", title, reference=..., cases=..., compare=..., hints=[...])``
-   (or ``ValueExercise`` for a value held in a notebook variable);
-2. in the notebook: a stub cell with metadata ``{"course": {"exercise": "nbNN.qK", "role": "stub"}}``
-   whose ``### BEGIN SOLUTION`` / ``### END SOLUTION`` region holds the stub, then a check cell
+1. in ``course/exercises/nbNN.py``: ``qK = FunctionExercise("nbNN.qK", title,
+   answer_name=..., hints=[...])`` (or ``ValueExercise`` for a value held in a notebook variable);
+2. in ``course/exercises/keys/nbNN.py``: the reference function (named as the learner's will be)
+   and ``qK = FunctionKey(reference=..., cases=..., compare=..., mistakes=[...])`` (or ``ValueKey``);
+3. in the notebook: a stub cell with metadata ``{"course": {"exercise": "nbNN.qK", "role": "stub"}}``
+   holding the function with ``raise NotImplementedError(...)`` as its body (or
+   ``name = None  # replace None with your answer``), then a check cell
    ``{"course": {"exercise": "nbNN.qK", "role": "check"}}`` calling ``ex.qK.check(name)``; later
    cells use ``ex.qK.use(name)`` under a *new* name (the grader looks up ``name`` itself);
-3. ``course.instructor.markup_problems(nb)`` must return nothing (a test should assert it).
+4. ``course.teach.markup.markup_problems(nb)`` must return nothing (a test asserts it).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 
-from course.exercises.core import (
-    Case,
-    CheckResult,
+from course.teach.checks import CheckResult, Feedback, Outcome
+from course.teach.exercises import (
     Exercise,
-    Feedback,
     FunctionExercise,
-    Outcome,
     ValueExercise,
-    close,
     disable_solutions,
-    equal,
-    same_items,
     solutions_disabled,
 )
 
 __all__ = [
-    "Case",
     "CheckResult",
     "Exercise",
     "Feedback",
     "FunctionExercise",
     "Outcome",
     "ValueExercise",
-    "close",
     "disable_solutions",
-    "equal",
     "exercises_in",
     "get_exercise",
-    "same_items",
     "solutions_disabled",
 ]
 
 
 def get_exercise(exercise_id: str) -> Exercise:
     """The exercise with id ``"<module>.<name>"`` (e.g. ``"example.q1"``)."""
-    module_name, _, name = exercise_id.rpartition(".")
-    if not module_name or not name:
+    module_name, _, name = str(exercise_id).rpartition(".")
+    if not module_name or not name or not module_name.isidentifier() or module_name == "keys":
         raise ValueError(f"exercise id {exercise_id!r} is not of the form '<module>.<name>'")
     try:
         module = import_module(f"course.exercises.{module_name}")
@@ -67,6 +61,6 @@ def get_exercise(exercise_id: str) -> Exercise:
 
 
 def exercises_in(module_name: str) -> list[Exercise]:
-    """Every exercise defined in ``course.exercises.<module_name>``, in definition order."""
+    """Every exercise declared in ``course.exercises.<module_name>``, in definition order."""
     module = import_module(f"course.exercises.{module_name}")
     return [value for value in vars(module).values() if isinstance(value, Exercise)]

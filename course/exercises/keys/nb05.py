@@ -1,0 +1,232 @@
+"""Answer key of notebook 05's exercises."""
+
+from __future__ import annotations
+
+import random
+import re
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from course.exercises.nb05 import EVAL_IMAGES, EVAL_SEED, REASONS
+from course.teach.checks import Mistake, Passed, close, kind_of, to_plain
+from course.teach.keys import Case, FunctionKey, ValueKey
+
+#: The colour and shape words of Shapes (kept here so importing this module stays light).
+COLOURS = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown"]
+SHAPE_WORDS = ["circle", "square", "triangle", "star", "hexagon", "cross"]
+#: Words that make a sentence say more than "a <colour> <shape>": negation and relations.
+RELATION_WORDS = {
+    "not", "no", "without", "except", "isn't", "nothing", "other", "instead", "but",
+    "next", "beside", "besides", "near", "above", "below", "under", "over", "behind",
+    "between", "and", "with", "than", "something", "anything",
+}
+MAX_QUERY_CHARS = 300
+
+
+def top_k_search(query_embeds, index_embeds, k):
+    """Indices (Q, k) of the k stored embeddings most cosine-similar to each query, best first."""
+    q = np.asarray(query_embeds, dtype=np.float64)
+    x = np.asarray(index_embeds, dtype=np.float64)
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    scores = q @ x.T
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def recall_at_k(similarity, positives, k):
+    """Share of queries with at least one of their positives among their k highest scores."""
+    similarity = np.asarray(similarity)
+    top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    hits = [len(set(row.tolist()) & set(pos)) > 0 for row, pos in zip(top, positives)]
+    return float(np.mean(hits))
+
+
+@lru_cache(maxsize=1)
+def _eval_index() -> tuple[Any, Any, list[Any]]:
+    """The pocket model, an index of the check's images, and their labels."""
+    from course.data import shapes
+    from course.embeddings import encode_images
+    from course.models import load_clip
+    from course.retrieval import EmbeddingIndex
+
+    clip = load_clip("pocket")
+    data = shapes.generate(EVAL_IMAGES, seed=EVAL_SEED)
+    return clip, EmbeddingIndex(encode_images(clip, data.images)), data.labels
+
+
+def words_of(query: str) -> list[str]:
+    """Lower-case words of a query (apostrophes kept: "isn't")."""
+    return re.findall(r"[a-z']+", query.lower())
+
+
+def top1_label(query: str) -> Any:
+    """The label of pocket's top-1 image for ``query`` in the check's collection."""
+    clip, index, labels = _eval_index()
+    return labels[int(index.search_text(clip, query, k=1).indices[0, 0])]
+
+
+def really_fails() -> Any:
+    """The query must say more than "colour shape", yet pocket's top-1 shows just those words."""
+
+    def compare(got: Any, expected: Any) -> str | Passed:
+        if not isinstance(got, str) or not got.strip():
+            return f"expected a query string, got a {kind_of(got)}"
+        if len(got) > MAX_QUERY_CHARS:
+            return f"keep the query under {MAX_QUERY_CHARS} characters"
+        words = words_of(got)
+        colours = [w for w in words if w in COLOURS]
+        shape_names = [s for s in SHAPE_WORDS if {s, s + "s", s + "es"} & set(words)]
+        if not colours or not shape_names:
+            return ("name at least one colour and one shape from Shapes (e.g. 'red' and "
+                    "'circle'), so that pocket knows the words")
+        if not RELATION_WORDS & set(words):
+            return ("your query only describes one coloured shape, which pocket handles well; "
+                    "add a negation or a relation, e.g. 'not', 'next to', 'without', 'and'")
+        label = top1_label(got)
+        if label.color in colours and label.shape in shape_names:
+            return Passed(f"Pocket's top-1 image for it is a {label.classname}: the words, not "
+                          "the sentence.")
+        return (f"pocket's top-1 image for your query is a {label.classname}, which is not a "
+                "colour and a shape your words name together; the check wants the bag-of-words "
+                "failure: a top-1 that matches the words but not what the sentence says")
+
+    return compare
+
+
+def reason_is_b() -> Any:
+    """Multiple choice: a wrong letter gets one sentence on why it is wrong."""
+    why_not = {
+        "A": "the collection holds many circles of every colour: the right image was there to rank",
+        "C": "ranking by cosine is exactly what the index does, and it works for plain queries",
+        "D": "pocket's queries here are a handful of words, far below its context length",
+    }
+
+    def compare(got: Any, expected: Any) -> str | None:
+        letter = got.strip().upper() if isinstance(got, str) else None
+        if letter not in REASONS:
+            return f"expected one letter of {sorted(REASONS)}, got a {kind_of(got)}"
+        if letter != expected:
+            return f"not {letter}: {why_not[letter]}"
+        return None
+
+    return compare
+
+
+def same_ranking() -> Any:
+    """The same (Q, k) matrix of indices: every query's list, in order."""
+
+    def compare(got: Any, expected: Any) -> str | None:
+        try:
+            indices = np.asarray(to_plain(got))
+        except (TypeError, ValueError):
+            return f"expected a (queries, k) array of indices, got a {kind_of(got)}"
+        want = np.asarray(expected)
+        if indices.shape != want.shape:
+            return (f"your answer has shape {indices.shape}; it should have one row per query and "
+                    f"k columns, {want.shape}")
+        if indices.dtype.kind not in "iu":
+            return f"expected whole-number indices, got {indices.dtype} values"
+        wrong = [q for q in range(len(want)) if not np.array_equal(indices[q], want[q])]
+        if not wrong:
+            return None
+        if all(set(indices[q].tolist()) == set(want[q].tolist()) for q in wrong):
+            return ("the right embeddings, but not best first: order each row by decreasing "
+                    "similarity")
+        return (f"{len(wrong)} of {len(want)} queries get the wrong neighbours (the first: "
+                f"query {wrong[0]})")
+
+    return compare
+
+
+def _topk_cases() -> list[Case]:
+    rng = np.random.default_rng(505)
+    return [
+        Case((rng.normal(size=(3, 8)), rng.normal(size=(10, 8)) * rng.uniform(0.1, 10, (10, 1)), 3),
+             "stored embeddings that are not unit length"),
+        Case((np.eye(3), np.eye(3), 1), "3 orthonormal vectors, k=1"),
+        Case((rng.normal(size=(4, 8)), rng.normal(size=(20, 8)), 5), "4 queries, 20 stored, k=5"),
+        Case((rng.normal(size=(2, 16)), rng.normal(size=(6, 16)), 6), "k equal to the index size"),
+    ]
+
+
+def _fresh_topk_cases(rng: random.Random) -> list[Case]:
+    g = np.random.default_rng(rng.randrange(2**32))
+    return [Case((g.normal(size=(3, 12)), g.normal(size=(15, 12)) * g.uniform(0.2, 4, (15, 1)),
+                  rng.randint(1, 6)), "3 random queries, 15 stored")]
+
+
+def _recall_cases() -> list[Case]:
+    rng = np.random.default_rng(506)
+    sim = np.array([[0.9, 0.1, 0.3], [0.2, 0.8, 0.7], [0.6, 0.5, 0.4]])
+    image_to_text = rng.normal(size=(6, 30))  # 6 images, 5 captions each
+    captions = [list(range(5 * i, 5 * i + 5)) for i in range(6)]
+    text_to_image = rng.normal(size=(12, 6))
+    return [
+        Case((image_to_text, captions, 1), "image->text, 5 captions per image, k=1"),
+        Case((image_to_text, captions, 10), "image->text, 5 captions per image, k=10"),
+        Case((sim, [[0], [1], [2]], 1), "3 queries, one positive each, k=1"),
+        Case((sim, [[0], [1], [2]], 2), "3 queries, one positive each, k=2"),
+        Case((text_to_image, [[i // 2] for i in range(12)], 3), "text->image, k=3"),
+    ]
+
+
+def _fresh_recall_cases(rng: random.Random) -> list[Case]:
+    g = np.random.default_rng(rng.randrange(2**32))
+    captions = [list(range(3 * i, 3 * i + 3)) for i in range(5)]
+    return [Case((g.normal(size=(5, 15)), captions, rng.randint(1, 5)),
+                 "5 random images, 3 captions each")]
+
+
+def _first_positive_only(similarity, positives, k):
+    top = np.argsort(-np.asarray(similarity), axis=1)[:, :k]
+    return float(np.mean([pos[0] in row for row, pos in zip(top, positives)]))
+
+
+def _ascending(query_embeds, index_embeds, k):
+    q = np.asarray(query_embeds, dtype=np.float64)
+    x = np.asarray(index_embeds, dtype=np.float64)
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return np.argsort(q @ x.T, axis=1)[:, :k]
+
+
+def _unnormalised(query_embeds, index_embeds, k):
+    scores = np.asarray(query_embeds, dtype=np.float64) @ np.asarray(index_embeds, np.float64).T
+    return np.argsort(-scores, axis=1)[:, :k]
+
+
+q1 = FunctionKey(
+    reference=top_k_search,
+    cases=_topk_cases,
+    compare=same_ranking(),
+    mistakes=[
+        Mistake("your ranking uses raw dot products: long stored vectors win whatever their "
+                "direction. Normalise queries and stored embeddings first.", function=_unnormalised),
+        Mistake("your lists start with the *least* similar embeddings: sort scores in decreasing "
+                "order (`np.argsort(-scores, axis=1)`).", function=_ascending),
+    ],
+    forbidden=["course.retrieval:EmbeddingIndex"],
+    fresh=_fresh_topk_cases,
+)
+
+q2 = FunctionKey(
+    reference=recall_at_k,
+    cases=_recall_cases,
+    compare=close(rtol=1e-6),
+    mistakes=[
+        Mistake("you only look for each query's first positive; with 5 captions per image, any "
+                "of them among the top k is a hit.", function=_first_positive_only),
+    ],
+    forbidden=["course.retrieval:recall_at_k", "course.metrics:recall_at_k"],
+    fresh=_fresh_recall_cases,
+)
+
+q3 = ValueKey(
+    expected="a circle that is not red",
+    solution='failing_query = "a circle that is not red"  # top-1: a red circle',
+    compare=really_fails(),
+)
+
+q4 = ValueKey(expected="B", solution='failure_reason = "B"', compare=reason_is_b())

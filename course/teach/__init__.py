@@ -1,0 +1,18 @@
+"""The teaching platform: exercises with feedback, grading, the kernel environment, progress.
+
+One module per job:
+
+* ``checks``: outcomes, feedback, comparators and the common mistakes they name;
+* ``plaindata``: answers and hidden inputs as plain data (JSON, never pickle);
+* ``exercises``: the exercise classes learners call (``check``, ``hint``, ``solution``, ``use``);
+* ``keys``: answer keys (reference solutions, hidden cases, mistakes), kept out of grading kernels;
+* ``protocol``: running a learner's answer on hidden inputs (kernel side) next to judging the
+  answers it produced (grader side);
+* ``markup``: the notebook cell markup of exercises (stub and check cells);
+* ``kernelenv``: the one environment every notebook kernel we start runs in;
+* ``sandbox`` and ``worker``: an isolated run of one submitted notebook;
+* ``grading``: ``course grade``, a batch of submissions into a CSV and feedback files;
+* ``progress``: the learner's checklist (store, widget, command).
+
+Nothing here is imported by ``import course``: notebooks import what they use.
+"""

@@ -1,0 +1,16 @@
+"""Progress checklists that remember: the store, the notebook widget and the command."""
+
+from __future__ import annotations
+
+from course.teach.progress.store import (
+    FILE_ENV,
+    ProgressStore,
+    ProgressWarning,
+    progress_path,
+    record_exercise,
+    set_item,
+)
+from course.teach.progress.widget import Item, ProgressTracker
+
+__all__ = ["FILE_ENV", "Item", "ProgressStore", "ProgressTracker", "ProgressWarning",
+           "progress_path", "record_exercise", "set_item"]

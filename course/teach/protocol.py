@@ -1,0 +1,351 @@
+"""The grading protocol: answers are produced where the learner's code runs, and judged elsewhere.
+
+Kernel side (runs in the learner's notebook, trusted with nothing):
+
+* ``run_on_cases`` calls a learner's function on hidden inputs, each call under a time limit and
+  watched for calls into forbidden functions, and records what happened;
+* ``collect_answers`` is what a grading run's last cell calls: it reads the hidden inputs the
+  grader left, runs every function exercise, reads every value exercise, and writes the results
+  as plain data (``course.teach.plaindata``). It decides nothing.
+
+Grader side (runs where the answer keys are):
+
+* ``judge_function`` / ``judge_value`` turn those results into a verdict with feedback, using the
+  exercise's key (reference, comparator, common mistakes). A learner's ``check()`` in a notebook
+  runs both sides in one process; ``course grade`` runs them in two, so nothing a submission
+  writes or does can add points.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from importlib import import_module
+from pathlib import Path
+from types import CodeType
+from typing import Any
+
+from course.teach import plaindata
+from course.teach.checks import (
+    VARIANTS,
+    CheckResult,
+    Outcome,
+    kind_of,
+    note_of,
+    problem_of,
+)
+from course.teach.keys import Case, FunctionKey, ValueKey
+
+#: Longest learner error message kept in feedback.
+MAX_ERROR_CHARS = 300
+#: Largest manifest or answers file read (hidden inputs of nb07 are about 1 MB).
+MAX_DOCUMENT_BYTES = 64 * 2**20
+
+
+# -- kernel side ---------------------------------------------------------------------------------
+
+class CheckTimeout(BaseException):
+    """Learner code ran past the time limit (BaseException: ``except Exception`` won't eat it)."""
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise ``CheckTimeout`` in this block after ``seconds``.
+
+    Uses ``SIGALRM``, so it works in the main thread on POSIX (where Jupyter runs cells) and
+    interrupts Python loops but not one long C call; elsewhere it is a no-op and the grader's
+    cell timeout still applies.
+    """
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if seconds is None or not usable:
+        yield
+        return
+
+    def _on_alarm(signum: int, frame: Any) -> None:
+        raise CheckTimeout
+
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def code_objects(names: Sequence[str]) -> dict[CodeType, str]:
+    """The code objects of ``"module:function"`` (or ``"module:Class"``) names, by object.
+
+    Names that cannot be imported are skipped: a function that is not there cannot be called.
+    """
+    codes: dict[CodeType, str] = {}
+    for name in names:
+        module_name, _, attribute = name.partition(":")
+        try:
+            target: Any = import_module(module_name)
+            for part in attribute.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError):
+            continue
+        functions = [target]
+        if inspect.isclass(target):
+            functions = [member for _, member in inspect.getmembers(target, inspect.isfunction)]
+        for function in functions:
+            code = getattr(inspect.unwrap(function), "__code__", None)
+            if code is not None:
+                codes[code] = f"`{name.replace(':', '.')}`"
+    return codes
+
+
+@contextmanager
+def watching(codes: dict[CodeType, str]) -> Iterator[set[str]]:
+    """Collect which of ``codes`` run inside the block (however the learner got hold of them)."""
+    used: set[str] = set()
+    if not codes:
+        yield used
+        return
+    previous = sys.getprofile()
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code in codes:
+            used.add(codes[frame.f_code])
+
+    sys.setprofile(profile)
+    try:
+        yield used
+    finally:
+        sys.setprofile(previous)
+
+
+@dataclass
+class CallRecord:
+    """What one call of a learner's function on one hidden input did."""
+
+    status: str  # "ok", "raised", "timeout" or "not implemented"
+    output: Any = None
+    error: str = ""
+    used: list[str] = field(default_factory=list)
+
+
+def run_on_cases(
+    function: Callable[..., Any],
+    inputs: Sequence[tuple[Any, ...]],
+    *,
+    time_limit_s: float | None,
+    variants: Sequence[str] = (),
+    forbidden: dict[CodeType, str] | None = None,
+) -> list[CallRecord]:
+    """Call ``function`` on each input (a copy of it); stop at a time-out or a stub.
+
+    When a call raises, each input variant (e.g. the arguments as torch tensors) is tried before
+    the first error is recorded, so a learner may answer in numpy or in torch.
+    """
+    records: list[CallRecord] = []
+    for args in inputs:
+        record = _call(function, args, time_limit_s, variants, forbidden or {})
+        records.append(record)
+        if record.status in {"timeout", "not implemented"}:
+            break
+    return records
+
+
+def _call(function: Callable[..., Any], args: tuple[Any, ...], seconds: float | None,
+          variants: Sequence[str], forbidden: dict[CodeType, str]) -> CallRecord:
+    first_error: BaseException | None = None
+    attempts = [copy.deepcopy(args)]
+    for name in variants:
+        try:
+            attempts.append(VARIANTS[name](copy.deepcopy(args)))
+        except Exception:  # noqa: BLE001, S112 - e.g. no torch: that variant is unavailable
+            continue
+    for arguments in attempts:
+        with watching(forbidden) as used:
+            try:
+                with time_limit(seconds):
+                    output = function(*arguments)
+            except NotImplementedError:
+                return CallRecord("not implemented", used=sorted(used))
+            except CheckTimeout:
+                return CallRecord("timeout", used=sorted(used))
+            except Exception as error:  # noqa: BLE001 - learner code may raise anything
+                first_error = first_error or error
+                if used:
+                    return CallRecord("raised", error=_describe(error), used=sorted(used))
+                continue
+        return CallRecord("ok", output=output, used=sorted(used))
+    assert first_error is not None
+    return CallRecord("raised", error=_describe(first_error))
+
+
+def _describe(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def collect_answers(namespace: dict[str, Any], manifest_path: str, answers_path: str,
+                    nonce: str) -> None:
+    """A grading run's last cell: run and read every exercise's answer; write them as data."""
+    manifest = plaindata.load(manifest_path, max_bytes=MAX_DOCUMENT_BYTES)
+    answers: dict[str, Any] = {}
+    for item in manifest["exercises"]:
+        name = item["answer_name"]
+        if name not in namespace:
+            answers[item["id"]] = {"status": "missing"}
+        elif item["kind"] == "value":
+            answers[item["id"]] = {"status": "ok", "value": namespace[name]}
+        elif not callable(namespace[name]):
+            answers[item["id"]] = {"status": "not callable", "kind": kind_of(namespace[name])}
+        else:
+            records = run_on_cases(namespace[name], item["inputs"], time_limit_s=item["time_limit"],
+                                   variants=item["variants"],
+                                   forbidden=code_objects(item["forbidden"]))
+            answers[item["id"]] = {"status": "ran", "calls": [asdict(r) for r in records]}
+    plaindata.dump({"nonce": nonce, "answers": answers}, answers_path)
+
+
+# -- grader side ---------------------------------------------------------------------------------
+
+def manifest_entry(exercise: Any, cases: Sequence[Case] | None) -> dict[str, Any]:
+    """What a grading kernel is told about one exercise: never its key, only hidden inputs."""
+    entry = {"id": exercise.id, "answer_name": exercise.answer_name,
+             "kind": "function" if cases is not None else "value"}
+    if cases is not None:
+        entry.update(inputs=[case.args for case in cases], time_limit=exercise.time_limit,
+                     variants=list(exercise.variants), forbidden=list(exercise.key.forbidden))
+    return entry
+
+
+def read_answers(path: str | Path, nonce: str) -> dict[str, Any]:
+    """The answers a grading kernel wrote, checked for form and for the run's nonce.
+
+    Raises:
+        plaindata.PlainDataError: missing, malformed, or not written by the grader's own cell.
+    """
+    document = plaindata.load(path, max_bytes=MAX_DOCUMENT_BYTES)
+    if not isinstance(document, dict) or document.get("nonce") != nonce:
+        raise plaindata.PlainDataError("the answers were not written by the grader's cell")
+    answers = document.get("answers")
+    if not isinstance(answers, dict) or not all(isinstance(a, dict) for a in answers.values()):
+        raise plaindata.PlainDataError("the answers are malformed")
+    return answers
+
+
+def records_from(calls: Any) -> list[CallRecord]:
+    """``CallRecord``s from an answers document; anything malformed becomes an error record."""
+    records = []
+    for call in calls if isinstance(calls, list) else []:
+        if not isinstance(call, dict) or call.get("status") not in {
+                "ok", "raised", "timeout", "not implemented"}:
+            records.append(CallRecord("raised", error="a malformed answer record"))
+            continue
+        used = call.get("used")
+        records.append(CallRecord(str(call["status"]), call.get("output"),
+                                  str(call.get("error", ""))[:MAX_ERROR_CHARS],
+                                  [str(u) for u in used] if isinstance(used, list) else []))
+    return records
+
+
+def judge_function(exercise: Any, key: FunctionKey, cases: Sequence[Case],
+                   records: Sequence[CallRecord]) -> CheckResult:
+    """The verdict on a learner's function from what it did on each hidden case."""
+    name = f"`{exercise.answer_name}`"
+
+    def result(outcome: Outcome, message: str) -> CheckResult:
+        return CheckResult(exercise.id, outcome, message)
+
+    used = sorted({u for record in records for u in record.used})
+    if used:
+        return result(Outcome.INCORRECT, f"{name} calls {' and '.join(used)}, which does this "
+                      "exercise for you: write the computation yourself.")
+    if not records or records[0].status == "not implemented":
+        return result(Outcome.NOT_ATTEMPTED, f"{name} still raises NotImplementedError: "
+                      "replace that line with your code.")
+    problems: list[tuple[int, str]] = []
+    notes: list[str] = []
+    for number, (case, record) in enumerate(zip(cases, records), 1):
+        where = f"hidden test {number}/{len(cases)} ({case.label})"
+        if record.status == "timeout":
+            return result(Outcome.INCORRECT, f"{where}: {name} took more than "
+                          f"{exercise.time_limit:g} s (an infinite loop?).")
+        if record.status == "not implemented":
+            return result(Outcome.INCORRECT, f"{where}: {name} raised NotImplementedError.")
+        if record.status == "raised":
+            return result(Outcome.INCORRECT, f"{where}: {name} raised {record.error}")
+        if record.output is None:
+            return result(Outcome.INCORRECT, f"{where}: {name} returned None "
+                          "(a missing `return`?).")
+        if isinstance(record.output, plaindata.Unsupported):
+            return result(Outcome.INCORRECT, f"{where}: {name} returned "
+                          f"{record.output.description}, which cannot be checked.")
+        verdict = _compare(key.compare, record.output, case.expected_output(key.reference))
+        problem = problem_of(verdict)
+        if problem:
+            problems.append((number, f"{where}: {problem}"))
+        elif note_of(verdict) and note_of(verdict) not in notes:
+            notes.append(note_of(verdict))
+    if len(records) < len(cases):
+        return result(Outcome.INCORRECT, f"{name} stopped before the last hidden test.")
+    if not problems:
+        summary = f"{name} passed all {len(cases)} hidden tests."
+        return result(Outcome.CORRECT, " ".join([summary, *notes]))
+    mistake = _matching_mistake(key, cases, records)
+    if mistake:
+        return result(Outcome.INCORRECT, mistake)
+    first = problems[0][1]
+    return result(Outcome.INCORRECT, f"{first}. ({len(problems)} of {len(cases)} hidden tests "
+                  "fail.)" if len(problems) > 1 else f"{first}.")
+
+
+def _matching_mistake(key: FunctionKey, cases: Sequence[Case],
+                      records: Sequence[CallRecord]) -> str | None:
+    """The message of the first common mistake whose outputs equal the learner's on every case."""
+    for mistake in key.mistakes:
+        if mistake.function is None:
+            continue
+        for case, record in zip(cases, records):
+            try:
+                wrong = mistake.function(*copy.deepcopy(case.args))
+            except Exception:  # noqa: BLE001 - the mistake does not apply to this case
+                break
+            if problem_of(_compare(key.compare, record.output, wrong)) is not None:
+                break
+        else:
+            return mistake.message
+    return None
+
+
+def _compare(compare: Callable[[Any, Any], Any], got: Any, expected: Any) -> Any:
+    try:
+        return compare(got, expected)
+    except Exception as error:  # noqa: BLE001 - a strange answer must not crash the judge
+        return f"your answer ({kind_of(got)}) could not be compared ({type(error).__name__})"
+
+
+def judge_value(exercise: Any, key: ValueKey, value: Any) -> CheckResult:
+    """The verdict on a learner's value."""
+    name = f"`{exercise.answer_name}`"
+    if value is None or value is Ellipsis:
+        return CheckResult(exercise.id, Outcome.NOT_ATTEMPTED,
+                           f"Set {name} to your answer and check it again.")
+    if isinstance(value, plaindata.Unsupported):
+        return CheckResult(exercise.id, Outcome.INCORRECT,
+                           f"{name} holds {value.description}, which cannot be checked.")
+    verdict = _compare(key.compare, value, key.expected)
+    problem = problem_of(verdict)
+    if problem is None:
+        return CheckResult(exercise.id, Outcome.CORRECT,
+                           " ".join(filter(None, [f"{name} is right.", note_of(verdict)])))
+    for mistake in key.mistakes:
+        try:
+            matches = problem_of(key.compare(value, mistake.wrong_value())) is None
+        except Exception:  # noqa: BLE001, S112 - this mistake cannot be compared: try the next
+            continue
+        if matches:
+            return CheckResult(exercise.id, Outcome.INCORRECT, f"{name}: {mistake.message}")
+    return CheckResult(exercise.id, Outcome.INCORRECT, f"{name}: {problem}.")

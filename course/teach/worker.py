@@ -1,0 +1,95 @@
+"""Executes one submitted notebook, then the grader's collecting cell: ``python -m course.teach.worker``.
+
+Runs inside the sandbox (``course.teach.sandbox``) with its job on standard input: the job, and
+with it the nonce that marks the answers as written by the grader's own cell, never touches the
+disk. The worker applies the resource limits to itself before the kernel starts (the kernel
+inherits them), keeps no cell output but errors, and writes ``result.json`` (how the run went).
+Nothing it writes is trusted by the grader beyond being data.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from course.teach.sandbox import apply_limits, become_subreaper, kill_orphans, make_undumpable
+
+#: The longest error message kept per cell.
+MAX_ERROR_CHARS = 300
+#: Cell errors reported at most.
+MAX_ERRORS = 20
+
+
+def collector_source(manifest: str, answers: str, nonce: str) -> str:
+    """The grader's last cell: hand every answer to ``collect_answers`` (which decides nothing)."""
+    return ("# appended by `course grade`\n"
+            "from course.teach.protocol import collect_answers as __course_collect\n"
+            f"__course_collect(globals(), {manifest!r}, {answers!r}, {nonce!r})")
+
+
+def _client(nb: Any, job: dict[str, Any]) -> Any:
+    from nbclient import NotebookClient
+
+    class ErrorsOnly(NotebookClient):
+        """Keeps a cell's error outputs only: a submission cannot fill the worker's memory
+        with printing, and the grader needs nothing else."""
+
+        def output(self, outs: list[Any], msg: dict[str, Any], display_id: Any,
+                   cell_index: int) -> Any:
+            if msg.get("msg_type") != "error":
+                return None
+            return super().output(outs, msg, display_id, cell_index)
+
+    return ErrorsOnly(nb, timeout=job["cell_timeout"], interrupt_on_timeout=True,
+                      allow_errors=True, kernel_name="python3", store_widget_state=False,
+                      resources={"metadata": {"path": job["cwd"]}})
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    """Execute the job's notebook plus the collecting cell; returns how it went."""
+    import nbformat
+    from nbclient.exceptions import DeadKernelError
+
+    nb = nbformat.read(job["notebook"], as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(collector_source(**job["collector"])))
+    status = "ok"
+    client = _client(nb, job)
+    try:
+        with client.setup_kernel():
+            for index, cell in enumerate(nb.cells):
+                if index == len(nb.cells) - 1:  # the grader's cell runs every hidden case
+                    client.timeout = job["collector_timeout"]
+                client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+    except DeadKernelError:
+        status = "kernel died"
+    except Exception as error:  # noqa: BLE001 - nbclient failures are recorded, not raised
+        status = f"execution failed ({type(error).__name__})"
+    errors = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if output.get("output_type") == "error":
+                where = "the grader's cell" if index == len(nb.cells) - 1 else f"cell {index}"
+                text = f"{where}: {output.get('ename')}: {output.get('evalue')}"
+                errors.append(text[:MAX_ERROR_CHARS])
+    if status == "ok" and errors:
+        status = f"ok, {len(errors)} cell error(s)"
+    return {"status": status, "cell_errors": errors[:MAX_ERRORS]}
+
+
+def main() -> None:
+    """Read the job from standard input, run it, write ``result.json``."""
+    job = json.loads(sys.stdin.read())
+    make_undumpable()  # the nonce is in this process's memory
+    become_subreaper()  # the kernel's runaway children come back here and die with the run
+    apply_limits(job["limits"])
+    try:
+        result = run(job)
+    finally:
+        kill_orphans()
+    Path(job["result"]).write_text(json.dumps(result), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
