@@ -56,14 +56,15 @@ def run(quick: bool = False) -> dict[str, float]:
     if problem:
         print(f"bubblewrap unavailable here ({problem}): only `none` is measured.\n")
     sandboxes = ["none"] if problem else ["bwrap", "none"]
+    print("| sandbox | notebooks | total | per notebook |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as scratch:
         count = _batch(Path(scratch), 1 if quick else 3)
         per_notebook = {}
         for sandbox in sandboxes:
             seconds = _grade(Path(scratch), sandbox)
             per_notebook[sandbox] = seconds / count
-            print(f"| {sandbox:<5} | {count} notebooks | {seconds:6.1f} s | "
-                  f"{seconds / count:5.1f} s per notebook |", flush=True)
+            print(f"| {sandbox:<5} | {count} | {seconds:6.1f} s | {seconds / count:5.1f} s |",
+                  flush=True)
     if "bwrap" in per_notebook:
         print(f"\nthe sandbox costs {per_notebook['bwrap'] / per_notebook['none']:.2f}x "
               "the time of grading without one\n")

@@ -213,3 +213,19 @@ def test_choose_sandbox(monkeypatch):
 
 def test_passed_note_is_kept():
     assert Passed("90%").note == "90%"
+
+
+@pytest.mark.skipif(__import__("course.teach.sandbox", fromlist=["x"]).bwrap_problem() is not None,
+                    reason="no bubblewrap sandbox here")
+def test_an_installed_course_is_hidden_in_the_sandbox(tmp_path, monkeypatch):
+    """With course installed inside a folder the sandbox mounts (site-packages), its keys are
+    covered by an empty tmpfs."""
+    from course.teach import sandbox
+    from course.teach.kernelenv import COURSE_ROOT
+
+    mounted = sandbox._python_dirs()
+    monkeypatch.setattr(sandbox, "_python_dirs", lambda: [*mounted, COURSE_ROOT])
+    key_file = COURSE_ROOT / "course" / "exercises" / "keys" / "nb03.py"
+    command = bwrap_command(["cat", str(key_file)], scratch=tmp_path, readable=())
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "symmetric_clip_loss" not in done.stdout
