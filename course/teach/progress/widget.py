@@ -1,13 +1,13 @@
 """The Progress Tracker at the end of each notebook: checkboxes that save, or plain text.
 
 What a reader sees depends on where the notebook is shown, so every display carries three views:
-the live ipywidgets checklist, a static HTML copy and plain text. A front end shows the widget
-only while its model exists (a running kernel, or widget state saved in the notebook). JupyterLab
-shows the HTML copy instead in an untrusted notebook (a fresh clone), and nbconvert, nbviewer
-and code hosts do wherever the widget's state was not saved. A trusted notebook reopened after
-its kernel is gone shows "Error displaying widget: model not found" in JupyterLab 4 whatever
-else the output holds, unless the widget state was saved with the notebook (JupyterLab's "Save
-Jupyter widget state in notebooks" setting).
+the live ipywidgets checklist, a static HTML copy and plain text. JupyterLab 4 (ipywidgets 8)
+renders the widget view in a trusted notebook, and the HTML copy in an untrusted one (a fresh
+clone: the widget renderer is not "safe"); nbconvert's HTML renders the copy whenever the widget's
+state was not saved with the notebook. A trusted notebook reopened after its kernel is gone shows
+"Error displaying widget: model not found" whatever else the output holds: the widget renderer
+never falls back. Only widget state saved in the notebook avoids that (JupyterLab's "Save Jupyter
+widget state in notebooks" setting, off by default); then the saved checklist shows, unclickable.
 """
 
 from __future__ import annotations
