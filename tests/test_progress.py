@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from course.cli import main
+from course.teach.progress import schema
 from course.teach.progress import store as progress
 from course.teach.progress import widget as widget_module
-from course.teach.progress.store import ProgressStore, ProgressWarning, State
+from course.teach.progress.schema import State
+from course.teach.progress.store import ProgressStore, ProgressWarning
 from course.teach.progress.widget import (
     NO_WIDGETS_ENV,
     WIDGET_VIEW,
@@ -89,7 +91,7 @@ def test_ticks_persist_across_sessions(progress_file):
     again = ProgressTracker("demo", ITEMS)  # e.g. the notebook re-opened tomorrow
     assert [done for _, done in again.state()] == [False, True]
     data = _stored(progress_file)
-    assert data["schema"] == progress.SCHEMA == 2
+    assert data["schema"] == schema.SCHEMA == 2
     assert data["notebooks"]["demo"]["items"][TEMPERATURE] == {
         **data["notebooks"]["demo"]["items"][TEMPERATURE],
         "text": "I can explain temperature", "done": True, "exercise": None}
@@ -318,14 +320,14 @@ GOOD = {
 }
 
 
-@pytest.mark.parametrize("schema", [1, 2])
+@pytest.mark.parametrize("version", [1, 2])
 def test_any_value_of_the_wrong_type_anywhere_is_handled(progress_file, capsys, monkeypatch,
-                                                         schema):
+                                                         version):
     """The class of problem, not the corpus's cases: every nested value, every wrong type."""
     monkeypatch.setattr(os, "fsync", lambda fd: None)  # hundreds of saves; durability not tested
     good = copy.deepcopy(GOOD)
-    if schema == 1:
-        good = {**progress.migrate_v1(good), "schema": 1}
+    if version == 1:
+        good = {**schema.migrate_v1(good), "schema": 1}
     for path in _paths(good):
         if path == ("schema",):
             continue
@@ -338,7 +340,7 @@ def test_any_value_of_the_wrong_type_anywhere_is_handled(progress_file, capsys, 
             progress_file.write_text(json.dumps(document))
             snapshot = ProgressStore().read()
             assert snapshot.state in (State.OK, State.REPAIRED, State.MIGRATED), (path, wrong)
-            assert progress.validate(snapshot.data)[1] == []  # what we hand on is clean
+            assert schema.validate(snapshot.data)[1] == []  # what we hand on is clean
             assert main(["progress"]) == 0, (path, wrong)
             with _Caught():
                 tracker = ProgressTracker("demo", ITEMS)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from course.teach.progress.schema import SCHEMA
 from course.teach.progress.store import (
     FILE_ENV,
-    SCHEMA,
     ProgressError,
     ProgressStore,
     ProgressWarning,
