@@ -1,9 +1,10 @@
-"""``from course.progress import ProgressTracker``: the name notebooks import (kept short, and
-kept working for learners' own copies of older notebooks). The code is in ``course.teach.progress``.
+"""``from course.progress import Item, ProgressTracker``: the names notebooks import (kept short,
+and kept working for learners' own copies of older notebooks). The code is in
+``course.teach.progress``.
 """
 
 from __future__ import annotations
 
-from course.teach.progress import ProgressTracker
+from course.teach.progress import Item, ProgressTracker
 
-__all__ = ["ProgressTracker"]
+__all__ = ["Item", "ProgressTracker"]

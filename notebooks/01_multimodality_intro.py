@@ -275,12 +275,13 @@ ex.q3.check(negative_pairs)
 # Items tied to an exercise tick themselves when it passes; tick the others yourself.
 
 # %%
-from course.progress import ProgressTracker
+from course.progress import Item, ProgressTracker
 
 ProgressTracker("01_multimodality_intro", [
-    ("I can tell multimodal tasks from single-modality ones", "nb01.q1"),
-    "I can sketch CLIP's two encoders and the shared embedding space",
-    "I can explain why pocket cannot recognise a cat and the real CLIP can",
-    ("I can turn a row of similarities into a zero-shot prediction", "nb01.q2"),
-    ("I can say how many negative pairs one contrastive batch holds", "nb01.q3"),
+    Item("I can tell multimodal tasks from single-modality ones", exercise="nb01.q1"),
+    Item("I can sketch CLIP's two encoders and the shared embedding space", id="two-encoders"),
+    Item("I can explain why pocket cannot recognise a cat and the real CLIP can",
+         id="pocket-vs-clip"),
+    Item("I can turn a row of similarities into a zero-shot prediction", exercise="nb01.q2"),
+    Item("I can say how many negative pairs one contrastive batch holds", exercise="nb01.q3"),
 ])

@@ -296,12 +296,14 @@ print(f"images whose top caption is 'a blue square': by dot product {(by_dot == 
 # ## Progress tracker
 
 # %%
-from course.progress import ProgressTracker
+from course.progress import Item, ProgressTracker
 
 ProgressTracker("02_embeddings", [
-    "I can say where CLIP projects and where it normalises its embeddings",
-    ("I can compute a matrix of cosine similarities with one matrix product", "nb02.q1"),
-    ("I can read a similarity heatmap and pick the best caption per image", "nb02.q2"),
-    "I can read a PCA map of embeddings and say what clusters",
-    ("I can explain why un-normalised dot products mislead", "nb02.q3"),
+    Item("I can say where CLIP projects and where it normalises its embeddings",
+         id="project-normalise"),
+    Item("I can compute a matrix of cosine similarities with one matrix product",
+         exercise="nb02.q1"),
+    Item("I can read a similarity heatmap and pick the best caption per image", exercise="nb02.q2"),
+    Item("I can read a PCA map of embeddings and say what clusters", id="pca-map"),
+    Item("I can explain why un-normalised dot products mislead", exercise="nb02.q3"),
 ])

@@ -389,13 +389,13 @@ for name, model in [("live-trained (QUICK)", live), ("shipped pocket", course.lo
 # ## Progress tracker
 
 # %%
-from course.progress import ProgressTracker
+from course.progress import Item, ProgressTracker
 
 ProgressTracker("03_contrastive_loss_math", [
-    "I can build and read the N x N logits matrix of a batch",
-    ("I can derive and implement CLIP's symmetric InfoNCE loss", "nb03.q1"),
-    "I can explain what a one-directional loss misses",
-    ("I can predict the loss of a random and of a perfectly aligned batch", "nb03.q2"),
-    ("I can explain what the temperature does to the softmax and the loss", "nb03.q3"),
-    "I can say which way the gradients push positives and negatives",
+    Item("I can build and read the N x N logits matrix of a batch", id="logits-matrix"),
+    Item("I can derive and implement CLIP's symmetric InfoNCE loss", exercise="nb03.q1"),
+    Item("I can explain what a one-directional loss misses", id="one-direction"),
+    Item("I can predict the loss of a random and of a perfectly aligned batch", exercise="nb03.q2"),
+    Item("I can explain what the temperature does to the softmax and the loss", exercise="nb03.q3"),
+    Item("I can say which way the gradients push positives and negatives", id="gradients"),
 ])

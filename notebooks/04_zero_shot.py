@@ -315,13 +315,17 @@ probability_figure(labels, static, test.images[0], title=f"shape: {truth[0]} ({c
 # ## Progress tracker
 
 # %%
-from course.progress import ProgressTracker
+from course.progress import Item, ProgressTracker
 
 ProgressTracker("04_zero_shot", [
-    ("I can build a zero-shot classifier from image and class embeddings", "nb04.q1"),
-    "I can classify with any label set and explain why there is no 'none of these'",
-    ("I can write prompt templates and ensembles and measure what they gain", "nb04.q2"),
-    ("I can compute top-k accuracy", "nb04.q3"),
-    "I can explain why cached class embeddings beat re-encoding labels per image",
-    "I can say what a model trained on shapes does with real photos, and why",
+    Item("I can build a zero-shot classifier from image and class embeddings", exercise="nb04.q1"),
+    Item("I can classify with any label set and explain why there is no 'none of these'",
+         id="any-labels"),
+    Item("I can write prompt templates and ensembles and measure what they gain",
+         exercise="nb04.q2"),
+    Item("I can compute top-k accuracy", exercise="nb04.q3"),
+    Item("I can explain why cached class embeddings beat re-encoding labels per image",
+         id="cached-classes"),
+    Item("I can say what a model trained on shapes does with real photos, and why",
+         id="real-photos"),
 ])

@@ -453,13 +453,16 @@ retrieval_gallery("a blue square", [data.images[i] for i in hits.indices[0]], hi
 # ## Progress tracker
 
 # %%
-from course.progress import ProgressTracker
+from course.progress import Item, ProgressTracker
 
 ProgressTracker("05_retrieval", [
-    ("I can write exact top-k search over an embedding index", "nb05.q1"),
-    "I can explain, with numbers, why the index is built once instead of re-encoding per query",
-    ("I can compute recall@k with several captions per image, in both directions", "nb05.q2"),
-    ("I can find a query that fails on attribute binding or negation", "nb05.q3"),
-    ("I can explain why a bag-of-words text embedding fails on it", "nb05.q4"),
-    "I can say how search time and memory grow and when to switch to an ANN library",
+    Item("I can write exact top-k search over an embedding index", exercise="nb05.q1"),
+    Item("I can explain, with numbers, why the index is built once instead of re-encoding per query",
+         id="index-once"),
+    Item("I can compute recall@k with several captions per image, in both directions",
+         exercise="nb05.q2"),
+    Item("I can find a query that fails on attribute binding or negation", exercise="nb05.q3"),
+    Item("I can explain why a bag-of-words text embedding fails on it", exercise="nb05.q4"),
+    Item("I can say how search time and memory grow and when to switch to an ANN library",
+         id="scaling"),
 ])

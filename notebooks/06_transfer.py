@@ -329,13 +329,14 @@ print(f"stop at step {stop}; validation loss there {val_loss[stop]:.3f}, at the 
 # ## Progress tracker
 
 # %%
-from course.progress import ProgressTracker
+from course.progress import Item, ProgressTracker
 
 ProgressTracker("06_transfer", [
-    ("I can fit a linear probe on frozen, normalised embeddings", "nb06.q1"),
-    "I can explain what C does and why it is chosen on validation data",
-    ("I can read off the few-shot curve how many shots zero-shot is worth", "nb06.q2"),
-    "I can show that computing a loss changes no weight, and fine-tune with optimizer steps",
-    "I can save a fine-tuned model and load it back with course.load_clip",
-    ("I can tell from a validation-loss curve where to stop training", "nb06.q3"),
+    Item("I can fit a linear probe on frozen, normalised embeddings", exercise="nb06.q1"),
+    Item("I can explain what C does and why it is chosen on validation data", id="probe-c"),
+    Item("I can read off the few-shot curve how many shots zero-shot is worth", exercise="nb06.q2"),
+    Item("I can show that computing a loss changes no weight, and fine-tune with optimizer steps",
+         id="optimizer-steps"),
+    Item("I can save a fine-tuned model and load it back with course.load_clip", id="save-load"),
+    Item("I can tell from a validation-loss curve where to stop training", exercise="nb06.q3"),
 ])

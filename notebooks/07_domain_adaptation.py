@@ -504,14 +504,18 @@ for name, classifier in (("zero-shot", zero_shot), ("fine-tuned on scans", tuned
 # ## Progress tracker
 
 # %%
-from course.progress import ProgressTracker
+from course.progress import Item, ProgressTracker
 
 ProgressTracker("07_domain_adaptation", [
-    ("I can measure a domain gap between a source and a target domain", "nb07.q1"),
-    "I can find which part of a shift costs the accuracy by applying it one change at a time",
-    ("I can adapt with a few labelled target images and beat zero-shot there", "nb07.q2"),
-    "I can explain why Tip-Adapter gains little when the features do not separate the classes",
-    ("I can choose the WiSE-FT alpha on validation data under a source-accuracy constraint",
-     "nb07.q3"),
-    "I can say what a few-shot adaptation result does and does not show about medical use",
+    Item("I can measure a domain gap between a source and a target domain", exercise="nb07.q1"),
+    Item("I can find which part of a shift costs the accuracy by applying it one change at a time",
+         id="shift-ablation"),
+    Item("I can adapt with a few labelled target images and beat zero-shot there",
+         exercise="nb07.q2"),
+    Item("I can explain why Tip-Adapter gains little when the features do not separate the classes",
+         id="tip-adapter-limits"),
+    Item("I can choose the WiSE-FT alpha on validation data under a source-accuracy constraint",
+         exercise="nb07.q3"),
+    Item("I can say what a few-shot adaptation result does and does not show about medical use",
+         id="medical-caveats"),
 ])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from course.teach.progress.schema import SCHEMA
 from course.teach.progress.store import (
     FILE_ENV,
+    ProgressError,
     ProgressStore,
     ProgressWarning,
     progress_path,
@@ -12,5 +14,5 @@ from course.teach.progress.store import (
 )
 from course.teach.progress.widget import Item, ProgressTracker
 
-__all__ = ["FILE_ENV", "Item", "ProgressStore", "ProgressTracker", "ProgressWarning",
-           "progress_path", "record_exercise", "set_item"]
+__all__ = ["FILE_ENV", "SCHEMA", "Item", "ProgressError", "ProgressStore", "ProgressTracker",
+           "ProgressWarning", "progress_path", "record_exercise", "set_item"]

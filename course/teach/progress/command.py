@@ -7,7 +7,17 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from course.teach.progress.store import FILE_ENV, ProgressStore, export, summary
+from course.teach.progress.store import (
+    FILE_ENV,
+    ProgressError,
+    ProgressStore,
+    State,
+    export,
+    summary,
+)
+
+#: A file can have thousands of bad entries; this many are named.
+MAX_PROBLEMS = 20
 
 
 def format_table(rows: Iterable[dict[str, Any]]) -> str:
@@ -37,20 +47,19 @@ def run_cli(args: argparse.Namespace) -> int:
     """``course progress [--export FILE] [--reset [--yes]]``."""
     store = ProgressStore(args.file)
     if args.reset:
-        if not args.yes:
-            if not sys.stdin or not sys.stdin.isatty():
-                print(f"Refusing to reset {store.path} without confirmation: stdin is not "
-                      "interactive. Run `course progress --reset --yes` to reset anyway.",
-                      file=sys.stderr)
-                return 2
-            answer = input(f"Forget all progress in {store.path}? [y/N] ").strip().lower()
-            if answer not in {"y", "yes"}:
-                print("Nothing changed.")
-                return 1
-        backup = store.reset()
-        print(f"Progress reset. {'Old progress kept in ' + str(backup) if backup else ''}".strip())
-        return 0
-    data = store.load()
+        return _reset(store, args.yes)
+    snapshot = store.read()  # read-only: showing or exporting never needs write access
+    if snapshot.state in (State.UNREADABLE, State.NEWER, State.DAMAGED):
+        print(f"error: {store.explain(snapshot.state, snapshot.problems[0])}", file=sys.stderr)
+        if args.export:
+            print(f"Nothing exported: {args.export} was not written.", file=sys.stderr)
+        return 1
+    for problem in snapshot.problems[:MAX_PROBLEMS]:  # bad entries: shown without them, named
+        print(f"warning: {store.explain(snapshot.state, problem)}", file=sys.stderr)
+    if len(snapshot.problems) > MAX_PROBLEMS:
+        print(f"warning: and {len(snapshot.problems) - MAX_PROBLEMS} more problems in "
+              f"{store.path}", file=sys.stderr)
+    data = snapshot.data
     if args.export:
         try:
             out = export(data, args.export)
@@ -61,4 +70,28 @@ def run_cli(args: argparse.Namespace) -> int:
         return 0
     print(f"Progress in {store.path}")
     print(format_table(summary(data)))
+    cannot_save = store.save_problem()
+    if cannot_save:
+        print(f"Note: new progress cannot be saved there ({cannot_save}); ticks made in the notebooks "
+              "are not remembered until it can.")
+    return 0
+
+
+def _reset(store: ProgressStore, yes: bool) -> int:
+    if not yes:
+        if not sys.stdin or not sys.stdin.isatty():
+            print(f"Refusing to reset {store.path} without confirmation: stdin is not "
+                  "interactive. Run `course progress --reset --yes` to reset anyway.",
+                  file=sys.stderr)
+            return 2
+        answer = input(f"Forget all progress in {store.path}? [y/N] ").strip().lower()
+        if answer not in {"y", "yes"}:
+            print("Nothing changed.")
+            return 1
+    try:
+        backup = store.reset()
+    except ProgressError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Progress reset. {'Old progress kept in ' + str(backup) if backup else ''}".strip())
     return 0
