@@ -454,3 +454,10 @@ def test_decomposed_unicode_folder_names_become_composed_labels(tmp_path):
     (tmp_path / decomposed).mkdir()
     _save(Image.new("RGB", (4, 4)), tmp_path / decomposed / "1.png")
     assert load_labelled_folder(tmp_path).labels == ["café"]  # NFC, as typed on a keyboard
+
+
+def test_suffixes_registered_later_count_too(tmp_path, monkeypatch):
+    Image.init()
+    monkeypatch.setitem(Image.EXTENSION, ".mypng", "PNG")  # as a plugin such as pillow-heif does
+    _save(Image.new("RGB", (4, 4), RED), tmp_path / "a.mypng", format="PNG")
+    assert [p.name for p in load_image_folder(tmp_path).paths] == ["a.mypng"]

@@ -9,7 +9,6 @@ is kept: an image above it is refused. Folder loaders read every suffix Pillow c
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import struct
@@ -150,9 +149,12 @@ def from_pil(image: Image.Image, name: str) -> Image.Image:
     return image if image.mode == "RGB" and "transparency" not in image.info else to_rgb(image)
 
 
-@functools.cache
 def image_extensions() -> frozenset[str]:
-    """The suffixes (lower case, e.g. ``".avif"``) of every image format Pillow decodes here."""
+    """The suffixes (lower case, e.g. ``".avif"``) of every image format Pillow decodes here.
+
+    Computed on each call (it is cheap), so a plugin registered later, such as pillow-heif's
+    ``.heic``, counts too.
+    """
     Image.init()
     decodable = {fmt for fmt, (factory, _) in Image.OPEN.items() if _decodes(fmt, factory)}
     if "JPEG" in decodable:
