@@ -77,6 +77,9 @@ class ZeroShotClassifier:
         self._check_distinct_tokens(prompts)
         embeds = encode_texts(self.clip, prompts)
         embeds = embeds.view(len(self.classnames), len(self.templates), -1).mean(dim=1)
+        # A model with damaged weights can embed text as NaN: every image would get class 0.
+        embedding_matrix(embeds, f"the class embeddings {self.clip.name!r} made (one row per "
+                                 "class name)")
         return F.normalize(embeds, dim=-1)
 
     def _check_distinct_tokens(self, prompts: list[str]) -> None:

@@ -249,3 +249,14 @@ def test_nan_embeddings_from_a_broken_model_are_refused(two_classes, data, monke
                         lambda *args, **kwargs: torch.full((2, 128), float("nan")))
     with pytest.raises(ValueError, match=r"embeddings 'pocket' made of the images: row\(s\) \[0, 1\]"):
         two_classes.predict(data.images[:2])
+
+
+def test_nan_class_embeddings_from_a_broken_model_are_refused(pocket, monkeypatch):
+    def nan_rows(clip, texts, **kwargs):
+        out = torch.ones(len(texts), 128)
+        out[1] = float("nan")
+        return out
+
+    monkeypatch.setattr(course.zeroshot, "encode_texts", nan_rows)
+    with pytest.raises(ValueError, match=r"class embeddings 'pocket' made .*row\(s\) \[1\]"):
+        ZeroShotClassifier(pocket, ["red circle", "blue square"])
