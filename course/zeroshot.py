@@ -91,9 +91,9 @@ class ZeroShotClassifier:
             if other != name:
                 raise ValueError(
                     f"classes {other!r:.60} and {name!r:.60} give the model exactly the same "
-                    "prompts (its tokenizer lower-cases text, collapses spaces and keeps only the first "
-                    f"{self.clip.context_length} tokens), so they would tie on every image; "
-                    "rename or merge them"
+                    "prompts (its tokenizer lower-cases text, collapses spaces and keeps only "
+                    f"the first {self.clip.context_length} tokens), so they would tie on every "
+                    "image; rename or merge them"
                 )
 
     def __repr__(self) -> str:

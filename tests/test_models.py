@@ -151,7 +151,7 @@ def test_corrupt_weights_name_the_file(tmp_path, damage):
     data = weights.read_bytes()
     weights.write_bytes({"head": data[:1000], "tail": data[:-1000], "garbage": b"not weights",
                          "empty": b""}[damage])
-    with pytest.raises(ModelLoadError, match=rf"{weights}: damaged or truncated.*Copy the model") as err:
+    with pytest.raises(ModelLoadError, match=rf"{weights}: damaged or truncated.*Copy") as err:
         course.load_clip(str(folder))
     assert isinstance(err.value, ValueError)
 

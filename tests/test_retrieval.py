@@ -234,7 +234,7 @@ def test_all_zero_rows_are_refused_and_named():
 def test_many_bad_rows_are_summarised():
     embeds = _random(40)
     embeds[::2] = float("nan")
-    with pytest.raises(ValueError, match=r"\[0, 2, 4, 6, 8, 10, 12, 14, 16, 18, \.\.\. \(20 in all\)\]"):
+    with pytest.raises(ValueError, match=r"\[0, 2, 4, 6, 8, 10, 12, 14, 16, 18, \.\.\. \(20 in all"):
         EmbeddingIndex(embeds)
 
 
@@ -255,7 +255,7 @@ def test_wrong_shapes_and_types_are_clear():
         EmbeddingIndex(_random(1)[0])
     with pytest.raises(ValueError, match=r"2-D.*\(2, 1, 32\)"):
         index.add(_random(2)[:, None])
-    with pytest.raises(ValueError, match=r"queries must be one \(D,\) vector or a \(Q, D\) matrix.*\(1, 2, 32\)"):
+    with pytest.raises(ValueError, match=r"one \(D,\) vector or a \(Q, D\) matrix.*\(1, 2, 32\)"):
         index.search(_random(2)[None])
     with pytest.raises(ValueError, match=r"shape \(\)"):
         index.search(torch.tensor(1.0))
