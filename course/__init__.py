@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_clip": "course.models",
     "CLIP": "course.models",
+    "ModelLoadError": "course.models",
     "ModelNotAvailableError": "course.models",
     "encode_images": "course.embeddings",
     "encode_texts": "course.embeddings",
@@ -27,6 +28,7 @@ _EXPORTS = {
 __all__ = [
     "CLIP",
     "EmbeddingIndex",
+    "ModelLoadError",
     "ModelNotAvailableError",
     "ZeroShotClassifier",
     "clip_loss",
@@ -39,7 +41,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover - lets type checkers and IDEs see the lazy names
     from course.embeddings import encode_images, encode_texts
     from course.losses import clip_loss
-    from course.models import CLIP, ModelNotAvailableError, load_clip
+    from course.models import CLIP, ModelLoadError, ModelNotAvailableError, load_clip
     from course.retrieval import EmbeddingIndex, recall_at_k
     from course.zeroshot import ZeroShotClassifier
 

@@ -81,17 +81,46 @@ def evaluate_folder(predict: Callable[[torch.Tensor], Sequence[Any]], clip: CLIP
                     folder: str | os.PathLike) -> dict[str, Any]:
     """Accuracy on the learner's own folder with one subfolder of images per class.
 
+    The subfolder names are the labels, so ``predict`` must return class names. When it is a
+    classifier's method, every subfolder must be one of its classes (a misspelt folder would
+    otherwise score 0% without a word).
+
     Returns ``{"accuracy", "n", "per_class", "skipped"}``; unreadable files are skipped and
     listed, never fatal.
     """
     from course.data.images import load_labelled_folder
 
     data = load_labelled_folder(folder)
+    _check_folder_classes(predict, data.classes, folder)
     preds = np.asarray(list(predict(encode_images(clip, data.images))))
+    wrong = [p for p in preds.tolist() if not isinstance(p, str)]
+    if wrong:
+        raise TypeError(f"predict returned {type(wrong[0]).__name__} values such as {wrong[0]!r}, "
+                        "but evaluate_folder compares predictions with subfolder names: make "
+                        "predict return class names")
     labels = np.asarray(data.labels)
     per_class = {c: float((preds[labels == c] == c).mean()) for c in sorted(set(data.labels))}
+    skipped = [os.fsencode(p).decode("utf-8", "backslashreplace") for p, _ in data.skipped]
     return {"accuracy": accuracy(preds, labels), "n": len(labels), "per_class": per_class,
-            "skipped": [str(p) for p, _ in data.skipped]}
+            "skipped": skipped}
+
+
+def _check_folder_classes(predict: Callable[..., Any], classes: list[str],
+                          folder: str | os.PathLike) -> None:
+    """Refuse subfolders that the classifier behind ``predict`` cannot predict."""
+    owner = getattr(predict, "__self__", None)
+    known = getattr(owner, "classnames", None)
+    if known is None:
+        known = getattr(owner, "classes_", None)  # scikit-learn style, e.g. LinearProbe
+    if known is None:
+        return
+    known = [str(c) if isinstance(c, np.str_) else c for c in list(known)]
+    unknown = [c for c in classes if c not in known]
+    if unknown:
+        shown = ", ".join(repr(c) for c in known[:8]) + (", ..." if len(known) > 8 else "")
+        raise ValueError(f"the subfolders {unknown} of {folder} are not classes of the "
+                         f"classifier ({shown}); rename the subfolders or build the classifier "
+                         "with these class names")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from course.inputs import check_text, whole_number
 from course.models import CLIP, image_features, text_features
 
 #: Anything :func:`encode_images` accepts as one image.
@@ -48,6 +49,8 @@ def encode_images(
 
     Raises:
         ValueError: no images, or an array of the wrong shape or value range (its index is named).
+        ImageLoadError: a file or PIL image that cannot be decoded or has no pixels (a
+            ``ValueError`` naming it).
         TypeError: an element that is not an image, path or array.
     """
     items = _as_image_list(images)
@@ -81,7 +84,7 @@ def encode_texts(
         ``(N, D)`` float32 CPU tensor of L2-normalised text embeddings.
 
     Raises:
-        ValueError: no texts.
+        ValueError: no texts, or a text that is not valid Unicode (e.g. from a non-UTF-8 name).
         TypeError: an element that is not a string.
     """
     items = [texts] if isinstance(texts, str) else list(_check_sequence(texts, "texts"))
@@ -90,6 +93,7 @@ def encode_texts(
     for i, text in enumerate(items):
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] is a {type(text).__name__}, not a string: {text!r}")
+        check_text(text, f"texts[{i}]")
     _check_batch_size(batch_size)
     truncated: list[int] = []
     chunks = []
@@ -145,10 +149,10 @@ def embed_tokens(clip: CLIP, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def to_pil(image: ImageLike, index: int = 0) -> Image.Image:
     """One image (PIL, path or array) as a PIL RGB image; errors name the image's ``index``."""
-    from course.data.images import load_image, to_rgb
+    from course.data.images import from_pil, load_image
 
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else to_rgb(image)
+        return from_pil(image, f"images[{index}]")
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if isinstance(image, np.ndarray):
@@ -226,8 +230,7 @@ def _check_sequence(values: Any, name: str) -> Sequence[Any]:
 
 
 def _check_batch_size(batch_size: int) -> None:
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    whole_number(batch_size, "batch_size")
 
 
 def _batches(

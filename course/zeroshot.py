@@ -10,13 +10,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from string import Formatter
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course.embeddings import encode_images, encode_texts
+from course.embeddings import encode_images, encode_texts, tokenize
+from course.inputs import (
+    check_text,
+    embedding_matrix,
+    is_embedding_array,
+    unit_rows,
+    whole_number,
+)
 from course.models import CLIP
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
@@ -35,14 +43,17 @@ class ZeroShotClassifier:
     """Classify images into ``classnames`` by comparing them with prompts built from ``templates``.
 
     Every method that takes ``images`` accepts what :func:`course.encode_images` accepts, or a
-    float tensor ``(N, D)`` of image embeddings computed before (so a notebook can encode once
-    and classify many times).
+    float tensor (or 2-D float array) ``(N, D)`` of image embeddings computed before (so a
+    notebook can encode once and classify many times). Embeddings with NaN/inf or all-zero rows
+    are refused, naming the rows, instead of being given an arbitrary class.
 
     Args:
         clip: a model from :func:`course.load_clip`.
-        classnames: the classes, e.g. ``["red circle", "blue square"]``.
-        templates: prompts with a ``{}`` where the class name goes; several are averaged
-            (prompt ensembling).
+        classnames: the classes, e.g. ``["red circle", "blue square"]``; distinct even to the
+            tokenizer (which lower-cases, collapses spaces and cuts long prompts), so that every
+            class can be told apart.
+        templates: prompts with exactly one ``{}`` where the class name goes; several are
+            averaged (prompt ensembling).
         batch_size: images per forward pass when encoding images.
     """
 
@@ -56,16 +67,34 @@ class ZeroShotClassifier:
         self.clip = clip
         self.classnames = _check_classnames(classnames)
         self.templates = _check_templates(templates)
-        self.batch_size = batch_size
+        self.batch_size = whole_number(batch_size, "batch_size")
         self.logit_scale = clip.logit_scale
         self.class_embeds = self._build_weights()
         self._index = {name: k for k, name in enumerate(self.classnames)}
 
     def _build_weights(self) -> torch.Tensor:
         prompts = [t.format(name) for name in self.classnames for t in self.templates]
+        self._check_distinct_tokens(prompts)
         embeds = encode_texts(self.clip, prompts)
         embeds = embeds.view(len(self.classnames), len(self.templates), -1).mean(dim=1)
+        # A model with damaged weights can embed text as NaN: every image would get class 0.
+        embedding_matrix(embeds, f"the class embeddings {self.clip.name!r} made (one row per "
+                                 "class name)")
         return F.normalize(embeds, dim=-1)
+
+    def _check_distinct_tokens(self, prompts: list[str]) -> None:
+        """Refuse classes whose prompts tokenise identically: they would tie on every image."""
+        ids = tokenize(self.clip, prompts)[0]["input_ids"].view(len(self.classnames), -1)
+        seen: dict[tuple[int, ...], str] = {}
+        for name, row in zip(self.classnames, ids.tolist()):
+            other = seen.setdefault(tuple(row), name)
+            if other != name:
+                raise ValueError(
+                    f"classes {other!r:.60} and {name!r:.60} give the model exactly the same "
+                    "prompts (its tokenizer lower-cases text, collapses spaces and keeps only "
+                    f"the first {self.clip.context_length} tokens), so they would tie on every "
+                    "image; rename or merge them"
+                )
 
     def __repr__(self) -> str:
         return (f"ZeroShotClassifier({len(self.classnames)} classes, "
@@ -73,16 +102,14 @@ class ZeroShotClassifier:
 
     def embed(self, images: Any) -> torch.Tensor:
         """Normalised image embeddings ``(N, D)``: encoded, or checked if already embeddings."""
-        if isinstance(images, torch.Tensor):
-            if images.ndim != 2 or images.shape[1] != self.class_embeds.shape[1]:
-                raise ValueError(
-                    f"image embeddings must have shape (N, {self.class_embeds.shape[1]}), "
-                    f"got {tuple(images.shape)}"
-                )
-            if len(images) == 0:
+        if is_embedding_array(images):
+            embeds = embedding_matrix(images, "image embeddings", dim=self.class_embeds.shape[1])
+            if len(embeds) == 0:
                 raise ValueError("no image embeddings given")
-            return F.normalize(images.detach().float().cpu(), dim=-1)
-        return encode_images(self.clip, images, batch_size=self.batch_size)
+            return unit_rows(embeds)
+        embeds = encode_images(self.clip, images, batch_size=self.batch_size)
+        # A model with damaged weights can embed images as NaN; never turn that into a class.
+        return embedding_matrix(embeds, f"embeddings {self.clip.name!r} made of the images")
 
     def logits(self, images: Any) -> torch.Tensor:
         """``logit_scale * cosine`` between each image and each class: ``(N, C)``."""
@@ -98,8 +125,7 @@ class ZeroShotClassifier:
 
     def topk(self, images: Any, k: int = 5) -> TopK:
         """The ``k`` most probable classes per image (``k`` is clipped to the number of classes)."""
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        k = whole_number(k, "k")
         probs, indices = self.predict_proba(images).topk(min(k, len(self.classnames)), dim=-1)
         names = [[self.classnames[j] for j in row] for row in indices.tolist()]
         return TopK(probs=probs, indices=indices, classnames=names)
@@ -159,12 +185,18 @@ class ZeroShotClassifier:
 def _check_classnames(classnames: Sequence[str]) -> list[str]:
     if isinstance(classnames, str):
         raise TypeError("classnames must be a list of strings, not one string")
+    if not hasattr(classnames, "__iter__"):
+        raise TypeError(f"classnames must be a list of strings, got {type(classnames).__name__}")
     names = list(classnames)
     if not names:
         raise ValueError("classnames is empty; give at least one class name")
     for i, name in enumerate(names):
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str):
+            raise TypeError(f"classnames[{i}] is {type(name).__name__} {name!r:.40}, not a "
+                            "string; pass class names as text, e.g. str(name)")
+        if not name.strip():
             raise ValueError(f"classnames[{i}] = {name!r} is not a non-empty string")
+        check_text(name, f"classnames[{i}]")
     counts = Counter(names)
     duplicates = sorted(name for name, count in counts.items() if count > 1)
     if duplicates:
@@ -173,16 +205,35 @@ def _check_classnames(classnames: Sequence[str]) -> list[str]:
 
 
 def _check_templates(templates: str | Sequence[str]) -> list[str]:
+    if not isinstance(templates, str) and not hasattr(templates, "__iter__"):
+        raise TypeError(f"templates must be a string or a list of strings, got "
+                        f"{type(templates).__name__}")
     items = [templates] if isinstance(templates, str) else list(templates)
     if not items:
         raise ValueError("templates is empty; the default is ('a photo of a {}.',)")
-    for template in items:
-        if not isinstance(template, str) or "{}" not in template:
+    for i, template in enumerate(items):
+        if not isinstance(template, str):
+            raise TypeError(f"templates[{i}] is {type(template).__name__} {template!r:.40}, "
+                            "not a string like 'a photo of a {}.'")
+        check_text(template, f"templates[{i}]")
+        try:
+            fields = [field for _, field, _, _ in Formatter().parse(template) if field is not None]
+        except ValueError as err:
+            raise ValueError(f"template {template!r} is not a valid format string ({err}); "
+                             "write a literal brace as '{{' or '}}'") from None
+        if not fields:
             raise ValueError(f"template {template!r} has no '{{}}' for the class name")
+        if len(fields) > 1:
+            raise ValueError(f"template {template!r} has {len(fields)} placeholders; it needs "
+                             "exactly one '{}' for the class name")
+        if fields[0] not in ("", "0"):
+            raise ValueError(f"template {template!r} names its placeholder {{{fields[0]}}}; "
+                             "write '{}' where the class name goes")
         try:
             template.format("x")
-        except (IndexError, KeyError, ValueError) as err:
-            raise ValueError(f"template {template!r} is not a valid format string: {err}") from None
+        except ValueError as err:  # a format spec that does not apply to text, e.g. '{:d}'
+            raise ValueError(f"template {template!r} cannot take a class name ({err}); write "
+                             "'{}' where the class name goes") from None
     return items
 
 

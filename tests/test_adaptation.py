@@ -125,3 +125,43 @@ def test_choose_alpha_keeps_the_source_and_then_maximises_the_target():
         adaptation.choose_alpha([])
     with pytest.raises(ValueError, match="val_clean"):
         adaptation.choose_alpha(sweep, source="val_clean")
+
+
+def _class_folders(root, names, n=3):
+    import os
+
+    data = shapes.generate(n * len(names), seed=5)
+    for k, name in enumerate(names):
+        folder = os.path.join(os.fsencode(root), name if isinstance(name, bytes) else name.encode())
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError:
+            pytest.skip("this file system refuses names that are not UTF-8")
+        for i in range(n):
+            data.images[k * n + i].save(os.fsdecode(os.path.join(folder, b"%d.png" % i)))
+
+
+def test_evaluate_folder_with_a_non_utf8_class_folder_end_to_end(pocket, tmp_path):
+    _class_folders(tmp_path, [b"caf\xe9", b"tea"])
+    zs = ZeroShotClassifier(pocket, ["café", "tea"])
+    with pytest.warns(UserWarning, match="not valid UTF-8"):
+        report = adaptation.evaluate_folder(zs.predict, pocket, tmp_path)
+    assert report["n"] == 6 and set(report["per_class"]) == {"café", "tea"}
+    # the learner's usual path: class names taken from the folder itself
+    from course.data import load_labelled_folder
+
+    with pytest.warns(UserWarning):
+        data = load_labelled_folder(tmp_path)
+    assert ZeroShotClassifier(pocket, data.classes).classnames == ["café", "tea"]
+
+
+def test_evaluate_folder_refuses_subfolders_the_classifier_cannot_predict(pocket, zs, tmp_path):
+    _class_folders(tmp_path, ["circle", "Squares"])
+    with pytest.raises(ValueError, match=r"subfolders \['Squares'\] .* are not classes of the"):
+        adaptation.evaluate_folder(zs.predict, pocket, tmp_path)
+
+
+def test_evaluate_folder_needs_class_names_from_predict(pocket, tmp_path):
+    _class_folders(tmp_path, ["circle", "square"])
+    with pytest.raises(TypeError, match="predict returned int values.*return class names"):
+        adaptation.evaluate_folder(lambda embeds: [0] * len(embeds), pocket, tmp_path)

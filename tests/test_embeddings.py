@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from course import encode_images, encode_texts
-from course.data import shapes
+from course.data import ImageLoadError, load_image, shapes
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +150,75 @@ def test_missing_file_named(pocket, tmp_path):
     with pytest.raises(Exception) as err:
         encode_images(pocket, [tmp_path / "missing.png"])
     assert "missing.png" in str(err.value)
+
+
+# PIL images passed directly are checked and converted like files -----------------------------
+
+
+@pytest.mark.parametrize("size", [(0, 0), (0, 8), (8, 0)])
+def test_pil_image_with_no_pixels_is_named(pocket, data, size):
+    with pytest.raises(ImageLoadError, match=r"images\[1\]: it has no pixels"):
+        encode_images(pocket, [data.images[0], Image.new("RGB", size)])
+
+
+def test_truncated_or_closed_pil_image_is_named(pocket, data, tmp_path):
+    path = tmp_path / "cut.png"
+    full = tmp_path / "full.png"
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(full)
+    path.write_bytes(full.read_bytes()[:400])
+    lazy = Image.open(path)  # reads the header only; the pixels are missing
+    with pytest.raises(ImageLoadError, match=r"images\[0\] \(.*cut\.png\): its pixels cannot"):
+        encode_images(pocket, [lazy])
+    lazy.close()
+    closed = Image.open(full)
+    closed.close()
+    with pytest.raises(ImageLoadError, match=r"images\[0\] \(.*full\.png\).*closed"):
+        encode_images(pocket, [closed])
+
+
+def test_thin_images_encode(pocket):
+    for size in [(1, 1), (1, 300), (300, 1)]:
+        assert encode_images(pocket, [Image.new("RGB", size, (200, 30, 30))]).shape == (1, 128)
+
+
+@pytest.mark.parametrize("kind", ["exif", "cmyk", "16bit", "palette_alpha", "la", "gif"])
+def test_pil_images_encode_like_their_files(pocket, tmp_path, kind):
+    """An image opened with Image.open gives the embedding load_image would (upright, RGB)."""
+    rgb = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 20, 3), dtype=np.uint8))
+    path = tmp_path / "x.png"
+    if kind == "exif":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90 degrees to display
+        path = tmp_path / "x.jpg"
+        rgb.save(path, exif=exif, quality=95)
+    elif kind == "cmyk":
+        path = tmp_path / "x.jpg"
+        rgb.convert("CMYK").save(path, quality=95)
+    elif kind == "16bit":
+        Image.fromarray(np.asarray(rgb)[..., 0].astype(np.uint16) * 257).save(path)
+    elif kind == "palette_alpha":
+        rgb.convert("P").save(path, transparency=0)
+    elif kind == "la":
+        rgb.convert("LA").save(path)
+    else:
+        path = tmp_path / "x.gif"
+        rgb.save(path, save_all=True, append_images=[Image.new("RGB", rgb.size)])
+    with Image.open(path) as opened:
+        from_pil = encode_images(pocket, [opened])
+    torch.testing.assert_close(from_pil, encode_images(pocket, [path]))
+    assert load_image(path).size == ((40, 20) if kind == "exif" else (20, 40))
+
+
+def test_texts_with_undecodable_bytes_are_named(pocket):
+    with pytest.raises(ValueError, match=r"texts\[1\] = 'caf\\\\udce9' is not valid text"):
+        encode_texts(pocket, ["a red circle", "caf\udce9"])
+
+
+@pytest.mark.parametrize(("batch_size", "error"), [(0, ValueError), (2.5, TypeError),
+                                                   (True, TypeError)])
+def test_batch_size_must_be_a_positive_whole_number(pocket, data, batch_size, error):
+    with pytest.raises(error, match="batch_size must be"):
+        encode_images(pocket, data.images[:2], batch_size=batch_size)
+    with pytest.raises(error, match="batch_size must be"):
+        encode_texts(pocket, ["a red circle"], batch_size=batch_size)

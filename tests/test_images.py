@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -311,3 +312,153 @@ def test_labelled_folder_needs_subfolders(tmp_path):
     _save(Image.new("RGB", (4, 4)), tmp_path / "x.png")
     with pytest.raises(ImageLoadError, match="no subfolders"):
         load_labelled_folder(tmp_path)
+
+
+# --- images with no pixels, odd shapes, animation ---------------------------------------------
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` (Pillow cannot write 0-sized ones)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("size", [(0, 0), (0, 5), (5, 0)])
+def test_image_with_no_pixels_is_refused_and_named(tmp_path, size):
+    path = tmp_path / "nothing.png"
+    path.write_bytes(_png_header_only(*size))
+    with pytest.raises(ImageLoadError, match=r"nothing\.png.*PNG file but its header is invalid"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("size", [(1, 9), (9, 1), (1, 1)])
+def test_one_pixel_wide_images_load(tmp_path, size):
+    image = load_image(_save(Image.new("RGB", size, RED), tmp_path / "thin.png"))
+    assert image.size == size and image.getpixel((0, 0)) == RED
+
+
+def test_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (8, 8), color) for color in (RED, (0, 0, 255), WHITE)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    assert Image.open(path).n_frames == 3
+    image = load_image(path)
+    assert image.mode == "RGB" and image.getpixel((4, 4)) == RED
+
+
+# --- folders: every readable suffix, odd names -------------------------------------------------
+
+
+def test_folder_loaders_accept_every_suffix_pillow_decodes_here(tmp_path):
+    from course.data.images import image_extensions
+
+    written = []
+    for suffix, fmt in sorted(Image.registered_extensions().items()):
+        if suffix not in image_extensions() or fmt not in Image.SAVE:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # e.g. Pillow's IM format
+                Image.new("RGB", (16, 16), RED).save(tmp_path / f"red{suffix}", format=fmt)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # this format cannot store an RGB image (e.g. XBM is bilevel)
+        written.append(f"red{suffix}")
+    assert {".png", ".jpg", ".webp", ".tif", ".bmp", ".gif"} <= {Path(n).suffix for n in written}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("error", UserWarning)  # every file the suffix admits must load
+        result = load_image_folder(tmp_path)
+    assert sorted(p.name for p in result.paths) == sorted(written) and result.ignored == []
+    for name, image in zip((p.name for p in result.paths), result.images):
+        r, g, b = image.getpixel((8, 8))
+        assert r > 200 and g < 60 and b < 60, name
+
+
+@pytest.mark.skipif(not __import__("PIL.features").features.check("avif"), reason="no AVIF here")
+def test_avif_loads_alone_and_in_folders(tmp_path):
+    (tmp_path / "cls").mkdir()
+    _save(Image.new("RGB", (8, 8), RED), tmp_path / "cls" / "x.avif")
+    assert load_image(tmp_path / "cls" / "x.avif").size == (8, 8)
+    assert [p.name for p in load_image_folder(tmp_path / "cls").paths] == ["x.avif"]
+    assert load_labelled_folder(tmp_path).labels == ["cls"]
+
+
+def test_formats_pillow_only_recognises_are_ignored_not_skipped(tmp_path):
+    from course.data.images import image_extensions
+
+    assert not {".mpg", ".mpeg", ".pdf", ".h5", ".bufr", ".grib"} & image_extensions()
+    _save(Image.new("RGB", (4, 4)), tmp_path / "a.png")
+    (tmp_path / "clip.mpg").write_bytes(b"\x00\x00\x01\xb3" + bytes(20))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = load_image_folder(tmp_path)
+    assert [p.name for p in result.ignored] == ["clip.mpg"]
+
+
+def test_folder_skips_bad_files_of_every_kind_and_names_them(tmp_path, monkeypatch):
+    _save(Image.new("RGB", (4, 4), RED), tmp_path / "good.png")
+    (tmp_path / "nothing.png").write_bytes(_png_header_only(0, 0))
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "cut.png").write_bytes(_png_bytes((64, 64))[:40])
+    _save(Image.new("L", (100, 100)), tmp_path / "bomb.png")
+    (tmp_path / "dir.png").mkdir()  # a folder with an image suffix is not a file to load
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.warns(UserWarning, match="Skipped 4 of 5"):
+        result = load_image_folder(tmp_path)
+    assert [p.name for p in result.paths] == ["good.png"]
+    reasons = {p.name: reason for p, reason in result.skipped}
+    assert "too large" in reasons["bomb.png"] and "empty" in reasons["empty.jpg"]
+    assert "header is invalid" in reasons["nothing.png"]
+    assert "damaged" in reasons["cut.png"] or "header is invalid" in reasons["cut.png"]
+
+
+def _mkdir_bytes(root: Path, name: bytes) -> Path:
+    try:
+        os.mkdir(os.path.join(os.fsencode(root), name))
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    return Path(os.fsdecode(os.path.join(os.fsencode(root), name)))
+
+
+def test_non_utf8_class_folder_gives_a_text_label_with_a_warning(tmp_path):
+    cafe = _mkdir_bytes(tmp_path, b"caf\xe9")  # "café" written by a Latin-1 system
+    _save(Image.new("RGB", (4, 4), RED), cafe / "1.png")
+    (tmp_path / "tea").mkdir()
+    _save(Image.new("RGB", (4, 4), WHITE), tmp_path / "tea" / "1.png")
+    with pytest.warns(UserWarning, match=r"caf\\xe9' has a name that is not valid UTF-8.*'café'"):
+        result = load_labelled_folder(tmp_path)
+    assert result.labels == ["café", "tea"]
+    assert all(label.encode("utf-8") for label in result.labels)  # valid text, tokenizable
+
+
+def test_class_folders_that_give_the_same_label_are_refused(tmp_path):
+    _mkdir_bytes(tmp_path, b"caf\xe9")
+    (tmp_path / "café").mkdir()
+    for folder in tmp_path.iterdir():
+        _save(Image.new("RGB", (4, 4)), folder / "1.png")
+    with pytest.warns(UserWarning), pytest.raises(ImageLoadError, match="both give the label"):
+        load_labelled_folder(tmp_path)
+
+
+def test_decomposed_unicode_folder_names_become_composed_labels(tmp_path):
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "café")  # how macOS stores names
+    (tmp_path / decomposed).mkdir()
+    _save(Image.new("RGB", (4, 4)), tmp_path / decomposed / "1.png")
+    assert load_labelled_folder(tmp_path).labels == ["café"]  # NFC, as typed on a keyboard
+
+
+def test_suffixes_registered_later_count_too(tmp_path, monkeypatch):
+    Image.init()
+    monkeypatch.setitem(Image.EXTENSION, ".mypng", "PNG")  # as a plugin such as pillow-heif does
+    _save(Image.new("RGB", (4, 4), RED), tmp_path / "a.mypng", format="PNG")
+    assert [p.name for p in load_image_folder(tmp_path).paths] == ["a.mypng"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -199,3 +200,227 @@ def test_recall_bad_inputs():
         recall_at_k(SIM[0], [[0]])
     with pytest.raises(ValueError, match="ks must be positive"):
         recall_at_k(SIM, [[0], [0], [2]], ks=(0,))
+
+
+# bad input: vectors, k, saved folders --------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_rows_are_refused_and_named(bad):
+    embeds = _random(6)
+    embeds[2, 5] = bad
+    embeds[4, 0] = bad
+    with pytest.raises(ValueError, match=r"embeddings: row\(s\) \[2, 4\] contain NaN or infinite"):
+        EmbeddingIndex(embeds)
+    index = EmbeddingIndex(_random(6))
+    with pytest.raises(ValueError, match=r"new embeddings: row\(s\) \[2, 4\]"):
+        index.add(embeds)
+    assert len(index) == 6  # nothing half-added
+    with pytest.raises(ValueError, match=r"queries: row\(s\) \[1\] contain NaN"):
+        index.search(embeds[[0, 2]])
+    with pytest.raises(ValueError, match=r"queries: row\(s\) \[0\]"):
+        index.search(embeds[2])  # one (D,) query is row 0
+
+
+def test_all_zero_rows_are_refused_and_named():
+    embeds = _random(5)
+    embeds[3] = 0
+    with pytest.raises(ValueError, match=r"row\(s\) \[3\] are all zeros"):
+        EmbeddingIndex(embeds)
+    with pytest.raises(ValueError, match=r"queries: row\(s\) \[0\] are all zeros"):
+        EmbeddingIndex(_random(5)).search(torch.zeros(32))
+
+
+def test_many_bad_rows_are_summarised():
+    embeds = _random(40)
+    embeds[::2] = float("nan")
+    with pytest.raises(ValueError, match=r"\[0, 2, 4, 6, 8, 10, 12, 14, 16, 18, \.\.\. \(20 in all"):
+        EmbeddingIndex(embeds)
+
+
+def test_extreme_but_finite_rows_are_normalised_exactly():
+    direction = torch.tensor([[3.0, 4.0, 0.0]], dtype=torch.float64)
+    expected = (direction / 5).float()
+    for scale, dtype in [(1e30, torch.float32), (1e-30, torch.float32),
+                         (1e300, torch.float64), (1e-300, torch.float64)]:
+        index = EmbeddingIndex((direction * scale).to(dtype))  # norms over/underflow float32
+        torch.testing.assert_close(index.embeddings, expected, msg=f"scale {scale}")
+        result = index.search((direction * scale).to(dtype), k=1)
+        torch.testing.assert_close(result.scores, torch.ones(1, 1), msg=f"scale {scale}")
+
+
+def test_wrong_shapes_and_types_are_clear():
+    index = EmbeddingIndex(_random(4))
+    with pytest.raises(ValueError, match=r"2-D.*\(32,\).*x\[None\]"):
+        EmbeddingIndex(_random(1)[0])
+    with pytest.raises(ValueError, match=r"2-D.*\(2, 1, 32\)"):
+        index.add(_random(2)[:, None])
+    with pytest.raises(ValueError, match=r"one \(D,\) vector or a \(Q, D\) matrix.*\(1, 2, 32\)"):
+        index.search(_random(2)[None])
+    with pytest.raises(ValueError, match=r"shape \(\)"):
+        index.search(torch.tensor(1.0))
+    with pytest.raises(TypeError, match="floating point.*int64"):
+        EmbeddingIndex(torch.ones(2, 4, dtype=torch.int64))
+    with pytest.raises(TypeError, match="floating point.*bool"):
+        index.search(torch.ones(32, dtype=torch.bool))
+    with pytest.raises(TypeError, match="tensor or array of numbers.*str"):
+        EmbeddingIndex(["a red circle", "a blue square"])
+    with pytest.raises(TypeError, match="tensor or array of numbers"):
+        EmbeddingIndex([[1.0, 2.0], [3.0]])  # ragged
+    with pytest.raises(ValueError, match="the index is empty"):
+        EmbeddingIndex(torch.empty(0, 32)).search(_random(1))
+    # plain lists and numpy arrays of numbers are fine, and agree with tensors
+    q = _random(1, seed=3)[0]
+    assert torch.equal(index.search(q.tolist(), 2).indices, index.search(q.numpy(), 2).indices)
+
+
+@pytest.mark.parametrize("k", [True, 2.9, 2.0, "3", None, np.float32(2)])
+def test_k_must_be_a_whole_number(k):
+    with pytest.raises(TypeError, match="k must be a whole number"):
+        EmbeddingIndex(_random(5)).search(_random(1), k=k)
+
+
+@pytest.mark.parametrize("k", [0, -1, np.int64(0)])
+def test_k_must_be_positive(k):
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        EmbeddingIndex(_random(5)).search(_random(1), k=k)
+
+
+def test_integer_k_of_any_integer_type_works():
+    index = EmbeddingIndex(_random(5))
+    expected = index.search(_random(1), k=3).indices
+    for k in (np.int64(3), torch.tensor(3)):
+        assert torch.equal(index.search(_random(1), k=k).indices, expected)
+
+
+def _saved(tmp_path, n=5, dtype=torch.float32):
+    items = [f"item {i}" for i in range(n)]
+    return EmbeddingIndex(_random(n), items=items, dtype=dtype).save(tmp_path / "index")
+
+
+@pytest.mark.parametrize("keep", [0, 7, 50, -10])
+def test_load_truncated_tensor_file_names_it(tmp_path, keep):
+    folder = _saved(tmp_path)
+    path = folder / "embeddings.safetensors"
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(ValueError, match=r"embeddings\.safetensors is damaged or truncated"):
+        EmbeddingIndex.load(folder)
+
+
+@pytest.mark.parametrize("text", ["{not json", "", '{"count": 5, "items": [1, 2', b"\xff\xfe{}"])
+def test_load_broken_json_names_it(tmp_path, text):
+    folder = _saved(tmp_path)
+    meta = folder / "index.json"
+    meta.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ValueError, match=r"index\.json is damaged: it is not valid JSON"):
+        EmbeddingIndex.load(folder)
+
+
+def _edit_meta(folder, **changes):
+    meta = json.loads((folder / "index.json").read_text())
+    meta.update(changes)
+    (folder / "index.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"items": ["a", "b"]}, "lists 2 items for 5 embeddings"),
+    ({"items": "abcde"}, "'items' must be a list or null"),
+    ({"count": 7}, "holds 5 x 32 embeddings but index.json says 7 x 32"),
+    ({"dim": 16}, "holds 5 x 32 embeddings but index.json says 5 x 16"),
+    ({"count": "5"}, "'count' must be a whole number"),
+    ({"format": 2}, "format 2.*upgrade course"),
+])
+def test_load_refuses_files_that_disagree(tmp_path, changes, message):
+    folder = _saved(tmp_path)
+    _edit_meta(folder, **changes)
+    with pytest.raises(ValueError, match=message):
+        EmbeddingIndex.load(folder)
+
+
+def test_load_refuses_metadata_of_something_else(tmp_path):
+    folder = _saved(tmp_path)
+    (folder / "index.json").write_text("[1, 2, 3]")
+    with pytest.raises(ValueError, match="not the metadata of a saved EmbeddingIndex"):
+        EmbeddingIndex.load(folder)
+
+
+def _write_tensor(folder, tensor, key="embeddings"):
+    from safetensors.torch import save_file
+
+    save_file({key: tensor}, str(folder / "embeddings.safetensors"))
+
+
+@pytest.mark.parametrize(("tensor", "message"), [
+    (torch.ones(5, 32, dtype=torch.int64), "torch.int64 embeddings"),
+    (torch.ones(5, 32, dtype=torch.uint8), "torch.uint8 embeddings"),
+    (torch.ones(5, 32, dtype=torch.bool), "torch.bool embeddings"),
+    (torch.ones(5), r"embeddings of shape \(5,\), not a 2-D"),
+    (torch.ones(5, 4, 8), r"embeddings of shape \(5, 4, 8\), not a 2-D"),
+])
+def test_load_refuses_tensors_an_index_cannot_hold(tmp_path, tensor, message):
+    folder = _saved(tmp_path)
+    _write_tensor(folder, tensor)
+    with pytest.raises(ValueError, match=r"embeddings\.safetensors holds " + message):
+        EmbeddingIndex.load(folder)
+
+
+def test_load_refuses_non_finite_and_zero_rows(tmp_path):
+    folder = _saved(tmp_path)
+    embeds = F.normalize(_random(5), dim=1)
+    embeds[3, 1] = float("nan")
+    _write_tensor(folder, embeds)
+    with pytest.raises(ValueError, match=r"embeddings\.safetensors: row\(s\) \[3\] contain NaN"):
+        EmbeddingIndex.load(folder)
+    embeds[3] = 0
+    _write_tensor(folder, embeds)
+    with pytest.raises(ValueError, match=r"row\(s\) \[3\] are all zeros"):
+        EmbeddingIndex.load(folder)
+    _write_tensor(folder, F.normalize(_random(5), dim=1), key="vectors")
+    with pytest.raises(ValueError, match=r"no 'embeddings' tensor \(it has \['vectors'\]\)"):
+        EmbeddingIndex.load(folder)
+
+
+def test_load_renormalises_rows_that_are_not_unit_length_with_a_warning(tmp_path):
+    folder = _saved(tmp_path)
+    embeds = _random(5)  # norms around sqrt(32), as another program might store them
+    _write_tensor(folder, embeds)
+    with pytest.warns(UserWarning, match="5 of 5 embeddings are not unit length.*re-normalised"):
+        loaded = EmbeddingIndex.load(folder)
+    torch.testing.assert_close(loaded.embeddings, EmbeddingIndex(embeds).embeddings)
+    q = _random(2, seed=9)
+    assert torch.equal(loaded.search(q, 5).indices, EmbeddingIndex(embeds).search(q, 5).indices)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_load_stores_other_float_types_as_float32(tmp_path, dtype):
+    folder = _saved(tmp_path)
+    embeds = F.normalize(_random(5), dim=1)
+    _write_tensor(folder, embeds.to(dtype))
+    loaded = EmbeddingIndex.load(folder)
+    assert loaded.dtype == loaded.embeddings.dtype == torch.float32
+    torch.testing.assert_close(loaded.embeddings, embeds.to(dtype).float())
+
+
+def test_save_load_round_trip_is_exact_and_silent(tmp_path):
+    for dtype in (torch.float32, torch.float16):
+        index = EmbeddingIndex(_random(20), items=list(range(20)), dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # float16 rounding must not count as "not unit"
+            loaded = EmbeddingIndex.load(index.save(tmp_path / str(dtype)))
+        assert torch.equal(loaded.embeddings, index.embeddings)
+    empty = EmbeddingIndex(torch.empty(0, 8), items=[]).save(tmp_path / "empty")
+    assert len(EmbeddingIndex.load(empty)) == 0
+
+
+def test_load_and_save_name_missing_or_wrong_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        EmbeddingIndex.load(tmp_path / "nowhere")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileNotFoundError, match="is a file, not a folder"):
+        EmbeddingIndex.load(tmp_path / "file")
+    with pytest.raises(FileExistsError, match="is a file"):
+        EmbeddingIndex(_random(2)).save(tmp_path / "file")
+    folder = _saved(tmp_path)
+    (folder / "index.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"not a saved EmbeddingIndex \(no index\.json\)"):
+        EmbeddingIndex.load(folder)

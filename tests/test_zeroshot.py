@@ -144,3 +144,119 @@ def test_bad_inputs_give_clear_errors(pocket, classifier, image_embeds):
 def test_single_template_string_is_accepted(pocket):
     clf = ZeroShotClassifier(pocket, ["red circle", "blue star"], templates="a {}")
     assert clf.templates == ["a {}"]
+
+
+# bad input ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_classes(pocket):
+    return ZeroShotClassifier(pocket, ["red circle", "blue square"])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_embeddings_are_refused_not_classified(two_classes, image_embeds, bad):
+    embeds = image_embeds[:4].clone()
+    embeds[1, 7] = bad
+    embeds[3, 0] = bad
+    for method in (two_classes.predict, two_classes.predict_proba, two_classes.logits):
+        with pytest.raises(ValueError, match=r"image embeddings: row\(s\) \[1, 3\] contain NaN"):
+            method(embeds)
+    with pytest.raises(ValueError, match=r"row\(s\) \[1, 3\]"):
+        two_classes.evaluate(embeds, [0, 1, 0, 1])
+
+
+def test_all_zero_embeddings_are_refused(two_classes):
+    with pytest.raises(ValueError, match=r"row\(s\) \[0, 1\] are all zeros"):
+        two_classes.predict(torch.zeros(2, 128))
+
+
+def test_embedding_shape_and_type_errors(two_classes, image_embeds):
+    with pytest.raises(ValueError, match=r"shape \(N, 128\), got shape \(128,\).*x\[None\]"):
+        two_classes.predict(image_embeds[0])
+    with pytest.raises(ValueError, match=r"shape \(N, 128\), got shape \(2, 64\).*same model"):
+        two_classes.predict(image_embeds[:2, :64])
+    with pytest.raises(TypeError, match="floating point, got torch.int64"):
+        two_classes.predict(torch.ones(2, 128, dtype=torch.int64))
+    with pytest.raises(ValueError, match="no image embeddings"):
+        two_classes.predict(torch.empty(0, 128))
+
+
+def test_numpy_and_float64_embeddings_give_the_same_answers(two_classes, image_embeds):
+    expected = two_classes.predict_proba(image_embeds[:6])
+    for variant in (image_embeds[:6].numpy(), image_embeds[:6].double(),
+                    image_embeds[:6].numpy().astype("float64")):
+        torch.testing.assert_close(two_classes.predict_proba(variant), expected)
+
+
+@pytest.mark.parametrize(("names", "error", "message"), [
+    (["red circle", 3], TypeError, r"classnames\[1\] is int 3, not a string"),
+    (["red circle", None], TypeError, r"classnames\[1\] is NoneType None"),
+    (None, TypeError, "classnames must be a list of strings, got NoneType"),
+    (torch.arange(3), TypeError, r"classnames\[0\] is Tensor"),
+    (["red circle", "  "], ValueError, "not a non-empty string"),
+    (["red circle", "caf\udce9"], ValueError, r"classnames\[1\] = 'caf\\\\udce9' is not valid"),
+    # the tokenizer lower-cases and collapses spaces: these pairs would tie on every image
+    (["Red Circle", "red circle"], ValueError,
+     "'Red Circle' and 'red circle' give the model exactly the same prompts"),
+    (["red  circle", "red circle "], ValueError, "exactly the same prompts"),
+])
+def test_bad_classnames(pocket, names, error, message):
+    with pytest.raises(error, match=message):
+        ZeroShotClassifier(pocket, names)
+
+
+def test_classnames_that_only_differ_after_the_context_length_are_refused(pocket):
+    long = "a red circle " * 10  # far beyond pocket's 24 tokens
+    with pytest.raises(ValueError, match=f"keeps only the first {pocket.context_length} tokens"):
+        ZeroShotClassifier(pocket, [long + "one", long + "two"])
+
+
+@pytest.mark.parametrize(("template", "error", "message"), [
+    ("a {} next to a {}", ValueError, "has 2 placeholders; it needs exactly one"),
+    ("a photo of a {{}}", ValueError, "has no '{}'"),
+    ("a photo", ValueError, "has no '{}'"),
+    ("a photo of a {name}", ValueError, r"names its placeholder \{name\}"),
+    ("a photo of a {", ValueError, "not a valid format string"),
+    ("a photo of a {:d}", ValueError, "cannot take a class name"),
+    (3, TypeError, r"templates\[0\] is int 3"),
+])
+def test_bad_templates(pocket, template, error, message):
+    with pytest.raises(error, match=message):
+        ZeroShotClassifier(pocket, ["red circle"], templates=[template])
+
+
+def test_template_with_literal_braces_and_numbered_placeholder(pocket):
+    clf = ZeroShotClassifier(pocket, ["red circle"], templates=["{{a}} {}", "a {0}."])
+    assert clf.templates == ["{{a}} {}", "a {0}."]
+
+
+@pytest.mark.parametrize(("k", "error"), [(True, TypeError), (2.9, TypeError), (0, ValueError)])
+def test_topk_k_must_be_a_positive_whole_number(two_classes, image_embeds, k, error):
+    with pytest.raises(error, match="k must be"):
+        two_classes.topk(image_embeds[:1], k=k)
+
+
+def test_batch_size_must_be_a_positive_whole_number(pocket):
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        ZeroShotClassifier(pocket, ["red circle"], batch_size=0)
+    with pytest.raises(TypeError, match="batch_size must be a whole number"):
+        ZeroShotClassifier(pocket, ["red circle"], batch_size=2.5)
+
+
+def test_nan_embeddings_from_a_broken_model_are_refused(two_classes, data, monkeypatch):
+    monkeypatch.setattr(course.zeroshot, "encode_images",
+                        lambda *args, **kwargs: torch.full((2, 128), float("nan")))
+    with pytest.raises(ValueError, match=r"'pocket' made of the images: row\(s\) \[0, 1\]"):
+        two_classes.predict(data.images[:2])
+
+
+def test_nan_class_embeddings_from_a_broken_model_are_refused(pocket, monkeypatch):
+    def nan_rows(clip, texts, **kwargs):
+        out = torch.ones(len(texts), 128)
+        out[1] = float("nan")
+        return out
+
+    monkeypatch.setattr(course.zeroshot, "encode_texts", nan_rows)
+    with pytest.raises(ValueError, match=r"class embeddings 'pocket' made .*row\(s\) \[1\]"):
+        ZeroShotClassifier(pocket, ["red circle", "blue square"])

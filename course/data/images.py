@@ -3,7 +3,8 @@
 Every image comes back fully decoded, in RGB, upright (EXIF orientation applied), with its file
 closed. Transparent pixels are composited on white, and 16-bit or floating-point images are scaled
 to 8 bits instead of being clipped. Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)
-is kept: an image above it is refused.
+is kept: an image above it is refused. Folder loaders read every suffix Pillow can decode here
+(:func:`image_extensions`), so a file :func:`load_image` reads is never ignored for its suffix.
 """
 
 from __future__ import annotations
@@ -11,20 +12,15 @@ from __future__ import annotations
 import io
 import os
 import struct
+import unicodedata
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
-
-#: Files with these suffixes (any case) count as images in a folder; others are ignored.
-IMAGE_EXTENSIONS = frozenset(
-    {".bmp", ".gif", ".jfif", ".jpe", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".pnm",
-     ".ppm", ".tga", ".tif", ".tiff", ".webp"}
-)
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 ImageSource = str | os.PathLike | bytes | bytearray | BinaryIO
 
@@ -88,8 +84,12 @@ def load_image(source: ImageSource) -> Image.Image:
         try:
             with Image.open(io.BytesIO(data)) as opened:
                 opened.load()
+                if min(opened.size) == 0:
+                    raise ImageLoadError(label, f"it has no pixels (size {_size(opened)})")
                 # new images: closing `opened` on the way out cannot invalidate the result
                 return to_rgb(_upright(opened))
+        except ImageLoadError:
+            raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise ImageLoadError(
                 label,
@@ -97,6 +97,10 @@ def load_image(source: ImageSource) -> Image.Image:
                 "PIL.Image.MAX_IMAGE_PIXELS or shrink the image first.",
             ) from None
         except UnidentifiedImageError:
+            fmt = _claimed_format(data)
+            if fmt is not None:  # e.g. a PNG signature with a 0x0 or otherwise invalid header
+                raise ImageLoadError(label, f"it starts like a {fmt} file but its header is "
+                                     "invalid (damaged, or an image with no pixels)") from None
             raise ImageLoadError(label, "it is not an image file Pillow can read") from None
         except _DECODE_ERRORS as err:
             raise ImageLoadError(
@@ -119,6 +123,47 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def from_pil(image: Image.Image, name: str) -> Image.Image:
+    """A PIL image the caller opened, as :func:`load_image` would return it (RGB, upright).
+
+    Args:
+        image: any PIL image, e.g. from ``Image.open``; it is decoded here if it is not yet.
+        name: what to call it in errors, e.g. ``"images[3]"``.
+
+    Raises:
+        ImageLoadError: its pixels cannot be decoded (damaged file, closed image) or it has none.
+    """
+    filename = getattr(image, "filename", "")
+    label = f"{name} ({_shown(filename)})" if isinstance(filename, str) and filename else name
+    try:
+        image.load()
+    except _DECODE_ERRORS as err:
+        raise ImageLoadError(
+            label, f"its pixels cannot be read ({type(err).__name__}: {err}); the file is damaged "
+            "or truncated, or the image was closed. Pass the file's path to get a clear check",
+        ) from None
+    if min(image.size) == 0:
+        raise ImageLoadError(label, f"it has no pixels (size {_size(image)})")
+    if _orientation(image) not in (None, 1):
+        image = _upright(image)
+    return image if image.mode == "RGB" and "transparency" not in image.info else to_rgb(image)
+
+
+def image_extensions() -> frozenset[str]:
+    """The suffixes (lower case, e.g. ``".avif"``) of every image format Pillow decodes here.
+
+    Computed on each call (it is cheap), so a plugin registered later, such as pillow-heif's
+    ``.heic``, counts too.
+    """
+    Image.init()
+    decodable = {fmt for fmt, (factory, _) in Image.OPEN.items() if _decodes(fmt, factory)}
+    if "JPEG" in decodable:
+        decodable.add("MPO")  # multi-picture JPEGs are opened by the JPEG plugin
+    return frozenset(
+        ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in decodable
+    )
+
+
 def load_image_folder(folder: str | os.PathLike, *, recursive: bool = False) -> ImageFolder:
     """Load every image file in ``folder`` (sorted by path), skipping and reporting bad ones.
 
@@ -139,10 +184,13 @@ def load_image_folder(folder: str | os.PathLike, *, recursive: bool = False) -> 
 def load_labelled_folder(folder: str | os.PathLike) -> LabelledImageFolder:
     """Load images from class subfolders: ``folder/<label>/**/<image>``; the label is the name.
 
-    Files directly inside ``folder`` are ignored; bad files are skipped with one warning.
+    Files directly inside ``folder`` are ignored; bad files are skipped with one warning. A
+    subfolder name that is not valid UTF-8 is read as Latin-1 (with a warning), and names are
+    put in Unicode NFC form, so labels are text that matches class names typed by hand.
 
     Raises:
-        ImageLoadError: the folder is missing, has no subfolders, or holds no loadable image.
+        ImageLoadError: the folder is missing, has no subfolders, two subfolders give the same
+            label, or it holds no loadable image.
     """
     root = _check_folder(folder)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -156,13 +204,14 @@ def load_labelled_folder(folder: str | os.PathLike) -> LabelledImageFolder:
     skipped: list[tuple[Path, str]] = []
     ignored = _files(root, recursive=False)
     n_candidates = 0
-    for class_dir in class_dirs:
+    names = _class_names(class_dirs)
+    for class_dir, name in zip(class_dirs, names):
         candidates, class_ignored = _split_by_suffix(_files(class_dir, recursive=True))
         n_candidates += len(candidates)
         class_images, class_paths, class_skipped = _load_all(candidates)
         images += class_images
         paths += class_paths
-        labels += [class_dir.name] * len(class_images)
+        labels += [name] * len(class_images)
         skipped += class_skipped
         ignored += class_ignored
     _report(root, images, skipped, ignored, n_candidates)
@@ -177,7 +226,7 @@ def _read(source: ImageSource) -> tuple[str, bytes]:
         return "<bytes>", bytes(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
-        label = f"'{path}'"
+        label = f"'{_shown(path)}'"
         if not path.exists():
             raise ImageLoadError(label, "no such file")
         if path.is_dir():
@@ -196,6 +245,87 @@ def _read(source: ImageSource) -> tuple[str, bytes]:
     raise TypeError(
         f"load_image expects a path, bytes or a binary file object, not {type(source).__name__}"
     )
+
+
+def _class_names(class_dirs: list[Path]) -> list[str]:
+    """One label per class folder: valid NFC text, distinct, or an error naming the folders."""
+    names: list[str] = []
+    owner: dict[str, Path] = {}
+    for folder in class_dirs:
+        name = folder.name
+        if _has_undecodable_bytes(name):
+            # os.fsdecode kept each non-UTF-8 byte b as the lone surrogate U+DC00+b, which no
+            # tokenizer accepts; chr(b) is that byte read as Latin-1 (the usual culprit), e.g.
+            # b"caf\xe9" -> "café", and it keeps distinct folders distinct.
+            name = "".join(chr(ord(c) - 0xDC00) if 0xDC80 <= ord(c) <= 0xDCFF else c
+                           for c in name)
+            warnings.warn(
+                f"The class folder '{_shown(folder)}' has a name that is not valid UTF-8; its "
+                f"label is read as Latin-1: {name!r}. Rename the folder to choose the label.",
+                UserWarning, stacklevel=3,
+            )
+        name = unicodedata.normalize("NFC", name)  # macOS stores names decomposed (NFD)
+        if name in owner:
+            raise ImageLoadError(
+                f"folder '{_shown(folder.parent)}'",
+                f"the subfolders '{_shown(owner[name].name)}' and '{_shown(folder.name)}' both "
+                f"give the label {name!r}; rename one of them",
+            )
+        owner[name] = folder
+        names.append(name)
+    return names
+
+
+def _has_undecodable_bytes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _shown(path: str | os.PathLike) -> str:
+    """A path as printable text: bytes that are not UTF-8 appear as ``\\xe9``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _claimed_format(data: bytes) -> str | None:
+    """The format whose signature ``data`` starts with, if any."""
+    Image.init()
+    for fmt in Image.ID:
+        accept = Image.OPEN[fmt][1]
+        if accept is not None and _accepts(accept, data[:16]):
+            return fmt
+    return None
+
+
+def _accepts(accept: Any, prefix: bytes) -> bool:
+    try:
+        return bool(accept(prefix))
+    except (IndexError, ValueError, TypeError, struct.error):
+        return False  # too short for this format's signature
+
+
+def _size(image: Image.Image) -> str:
+    return f"{image.width}x{image.height}"
+
+
+def _orientation(image: Image.Image) -> int | None:
+    try:
+        return image.getexif().get(0x0112)  # EXIF Orientation
+    except _DECODE_ERRORS + (KeyError, TypeError):
+        return None  # broken EXIF: the image itself is still good
+
+
+def _decodes(fmt: str, factory: object) -> bool:
+    """Whether Pillow can decode ``fmt`` here, not merely recognise it."""
+    if isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile):
+        return factory._handler is not None  # BUFR, GRIB, HDF5, WMF: need an installed handler
+    if fmt == "EPS":
+        from PIL import EpsImagePlugin
+
+        return bool(EpsImagePlugin.has_ghostscript())  # EPS pixels come from Ghostscript
+    return fmt != "MPEG"  # Pillow reads an MPEG video's size, never its frames
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -235,9 +365,10 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
 def _check_folder(folder: str | os.PathLike) -> Path:
     root = Path(folder).expanduser()
     if not root.exists():
-        raise ImageLoadError(f"folder '{root}'", "no such folder")
+        raise ImageLoadError(f"folder '{_shown(root)}'", "no such folder")
     if not root.is_dir():
-        raise ImageLoadError(f"folder '{root}'", "it is a file, not a folder (see load_image)")
+        raise ImageLoadError(f"folder '{_shown(root)}'",
+                             "it is a file, not a folder (see load_image)")
     return root
 
 
@@ -254,8 +385,9 @@ def _files(root: Path, *, recursive: bool) -> list[Path]:
 def _split_by_suffix(files: Iterable[Path]) -> tuple[list[Path], list[Path]]:
     candidates: list[Path] = []
     ignored: list[Path] = []
+    suffixes = image_extensions()
     for path in files:
-        (candidates if path.suffix.lower() in IMAGE_EXTENSIONS else ignored).append(path)
+        (candidates if path.suffix.lower() in suffixes else ignored).append(path)
     return candidates, ignored
 
 
@@ -281,21 +413,24 @@ def _report(
     n_candidates: int,
 ) -> None:
     """Raise when nothing loaded; otherwise warn once about what was skipped."""
-    listing = "; ".join(f"{p.relative_to(root)} ({reason})" for p, reason in skipped[:5])
+    listing = "; ".join(f"{_shown(p.relative_to(root))} ({reason})" for p, reason in skipped[:5])
     if len(skipped) > 5:
         listing += f"; and {len(skipped) - 5} more"
     if not images:
         if skipped:
             problem = f"none of its {n_candidates} image files could be loaded: {listing}"
         else:
-            suffixes = ", ".join(sorted(IMAGE_EXTENSIONS))
-            problem = f"it holds no image files (looked for {suffixes})"
+            suffixes = image_extensions()
+            common = [s for s in (".jpg", ".png", ".webp", ".avif", ".tif") if s in suffixes]
+            problem = (f"it holds no image files (looked for the {len(suffixes)} suffixes "
+                       f"Pillow reads here, such as {', '.join(common)})")
             if ignored:
-                problem += f"; ignored {len(ignored)} other file(s) such as {ignored[0].name}"
-        raise ImageLoadError(f"folder '{root}'", problem)
+                problem += (f"; ignored {len(ignored)} other file(s) such as "
+                            f"{_shown(ignored[0].name)}")
+        raise ImageLoadError(f"folder '{_shown(root)}'", problem)
     if skipped:
         warnings.warn(
-            f"Skipped {len(skipped)} of {n_candidates} image files in {root}: {listing}. "
+            f"Skipped {len(skipped)} of {n_candidates} image files in {_shown(root)}: {listing}. "
             "The result's .skipped lists them all.",
             UserWarning,
             stacklevel=3,
