@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from course.embeddings import preprocess_images, to_pil, tokenize
 from course.losses import multi_positive_clip_loss
+from course.metrics import Estimate, accuracy
 from course.models import CLIP, image_features, text_features
 from course.optim import adamw_param_groups, clamp_logit_scale
 
@@ -119,9 +120,9 @@ class LinearProbe:
         """Class probabilities ``(N, C)`` in the order of ``classes_``."""
         return self._fitted().predict_proba(_features(embeds))
 
-    def score(self, embeds: torch.Tensor | np.ndarray, labels: Sequence[Any]) -> float:
+    def score(self, embeds: torch.Tensor | np.ndarray, labels: Sequence[Any]) -> Estimate:
         """Top-1 accuracy on labelled embeddings."""
-        return float(np.mean(self.predict(embeds) == np.asarray(list(labels))))
+        return accuracy(self.predict(embeds), labels)
 
     def _fitted(self) -> Any:
         if self._model is None:
