@@ -11,6 +11,8 @@ and agrees with ``argmax`` (which returns the first maximum) at ``k = 1``.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 
@@ -26,6 +28,9 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """
     if scores.ndim != 2:
         raise ValueError(f"scores must be 2-D (Q, N), got shape {tuple(scores.shape)}")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be an integer, got {k!r} ({type(k).__name__})")
+    k = int(k)
     if not 1 <= k <= scores.shape[1]:
         raise ValueError(f"k must be between 1 and the number of candidates ({scores.shape[1]}), "
                          f"got {k}")

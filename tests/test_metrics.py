@@ -219,6 +219,8 @@ def test_top_k_bad_input():
         top_k(torch.ones(3), 1)
     with pytest.raises(ValueError, match=r"between 1 and the number of candidates \(3\)"):
         top_k(torch.ones(2, 3), 4)
+    with pytest.raises(TypeError, match=r"k must be an integer, got 2.9 \(float\)"):
+        top_k(torch.ones(2, 3), 2.9)  # type: ignore[arg-type]
 
 
 def test_every_ranking_uses_the_same_tie_rule(monkeypatch):
