@@ -34,15 +34,18 @@ def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     if not 1 <= k <= scores.shape[1]:
         raise ValueError(f"k must be between 1 and the number of candidates ({scores.shape[1]}), "
                          f"got {k}")
-    # topk is fast (no full sort) and picks the right set whenever no tie straddles the k-th
-    # place; only its order among equal scores, and that set in the straddling case, need fixing.
-    values, indices = scores.topk(k, dim=1)
+    # topk is fast (no full sort) and picks the right set unless a tie straddles the k-th place,
+    # which one more place shows: the (k+1)-th score equal to the k-th. Otherwise only the order
+    # among equal scores needs fixing.
+    n = scores.shape[1]
+    values, indices = scores.topk(min(k + 1, n), dim=1)
+    straddling = (values[:, k] == values[:, k - 1] if k < n
+                  else torch.zeros(len(values), dtype=torch.bool, device=scores.device))
+    values, indices = values[:, :k], indices[:, :k]
     indices, by_index = indices.sort(dim=1)
     values, by_score = values.gather(1, by_index).sort(dim=1, descending=True, stable=True)
     indices = indices.gather(1, by_score)
-    kth = values[:, -1:]
-    straddling = (scores == kth).sum(dim=1) > (values == kth).sum(dim=1)
-    if straddling.any():  # rare: tied scores outside the top k as well; sort those rows fully
+    if straddling.any():  # rare in real data: sort those rows fully
         rows = straddling.nonzero().flatten()
         v, i = scores[rows].sort(dim=1, descending=True, stable=True)
         values[rows], indices[rows] = v[:, :k], i[:, :k]

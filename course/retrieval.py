@@ -118,8 +118,7 @@ class EmbeddingIndex:
         return SearchResult(scores=scores, indices=indices, items=items)
 
     def _topk(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # float32 scores plus top_k's boolean tie mask, per stored row
-        per_row = 5 * len(q) + (4 * self.dim if self.dtype != torch.float32 else 0)
+        per_row = 4 * len(q) + (4 * self.dim if self.dtype != torch.float32 else 0)
         chunk = max(k, _CHUNK_BYTES // per_row)
         best: tuple[torch.Tensor, torch.Tensor] | None = None
         for lo in range(0, len(self), chunk):
