@@ -22,7 +22,7 @@ _EXPORTS = {
     "clip_loss": "course.losses",
     "ZeroShotClassifier": "course.zeroshot",
     "EmbeddingIndex": "course.retrieval",
-    "recall_at_k": "course.retrieval",
+    "recall_at_k": "course.metrics",
 }
 
 __all__ = [
@@ -41,8 +41,9 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover - lets type checkers and IDEs see the lazy names
     from course.embeddings import encode_images, encode_texts
     from course.losses import clip_loss
+    from course.metrics import recall_at_k
     from course.models import CLIP, ModelLoadError, ModelNotAvailableError, load_clip
-    from course.retrieval import EmbeddingIndex, recall_at_k
+    from course.retrieval import EmbeddingIndex
     from course.zeroshot import ZeroShotClassifier
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from course.data import shapes
 from course.embeddings import encode_images
+from course.metrics import Estimate, accuracy, per_class_recall  # accuracy: public here too
 from course.models import CLIP
 from course.zeroshot import ZeroShotClassifier
 
@@ -43,14 +44,6 @@ def shape_task(clip: CLIP, n: int, *, domain: shapes.Domain = "clean", seed: int
     return encode_images(clip, data.images), labels
 
 
-def accuracy(predictions: Sequence[Any] | np.ndarray, labels: Sequence[Any] | np.ndarray) -> float:
-    """Share of predictions equal to the labels."""
-    pred, true = np.asarray(list(predictions)), np.asarray(list(labels))
-    if len(pred) != len(true) or len(true) == 0:
-        raise ValueError(f"need as many predictions as labels (>0), got {len(pred)} and {len(true)}")
-    return float(np.mean(pred == true))
-
-
 def domain_accuracy(
     predict: Callable[[torch.Tensor], Sequence[Any]],
     clip: CLIP,
@@ -59,7 +52,7 @@ def domain_accuracy(
     n: int = 600,
     seed: int = 50_000,
     task: str = "shape",
-) -> dict[str, float]:
+) -> dict[str, Estimate]:
     """Accuracy of ``predict`` (image embeddings -> labels) on fresh images of each domain.
 
     Args:
@@ -85,24 +78,22 @@ def evaluate_folder(predict: Callable[[torch.Tensor], Sequence[Any]], clip: CLIP
     classifier's method, every subfolder must be one of its classes (a misspelt folder would
     otherwise score 0% without a word).
 
-    Returns ``{"accuracy", "n", "per_class", "skipped"}``; unreadable files are skipped and
-    listed, never fatal.
+    Returns ``{"accuracy", "n", "per_class", "skipped"}`` (accuracy and each class's recall are
+    :class:`course.metrics.Estimate`); unreadable files are skipped and listed, never fatal.
     """
     from course.data.images import load_labelled_folder
 
     data = load_labelled_folder(folder)
     _check_folder_classes(predict, data.classes, folder)
-    preds = np.asarray(list(predict(encode_images(clip, data.images))))
-    wrong = [p for p in preds.tolist() if not isinstance(p, str)]
+    preds = list(predict(encode_images(clip, data.images)))
+    wrong = [p for p in preds if not isinstance(p, str)]
     if wrong:
         raise TypeError(f"predict returned {type(wrong[0]).__name__} values such as {wrong[0]!r}, "
                         "but evaluate_folder compares predictions with subfolder names: make "
                         "predict return class names")
-    labels = np.asarray(data.labels)
-    per_class = {c: float((preds[labels == c] == c).mean()) for c in sorted(set(data.labels))}
     skipped = [os.fsencode(p).decode("utf-8", "backslashreplace") for p, _ in data.skipped]
-    return {"accuracy": accuracy(preds, labels), "n": len(labels), "per_class": per_class,
-            "skipped": skipped}
+    return {"accuracy": accuracy(preds, data.labels), "n": len(data.labels),
+            "per_class": per_class_recall(preds, data.labels), "skipped": skipped}
 
 
 def _check_folder_classes(predict: Callable[..., Any], classes: list[str],

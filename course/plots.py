@@ -10,6 +10,8 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from course.metrics import accuracy
+
 ImageLike = Any  # PIL image, HxW(xC) array or a path
 
 
@@ -213,8 +215,7 @@ def confusion_matrix_plot(
     ax.set_yticklabels(names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    accuracy = float(np.mean(np.asarray(true) == np.asarray(pred)))
-    ax.set_title(f"{title} (accuracy {accuracy:.1%})")
+    ax.set_title(f"{title}\naccuracy {accuracy(pred, true)}", fontsize=10)
     fig.tight_layout()
     return fig
 

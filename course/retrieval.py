@@ -1,16 +1,17 @@
-"""Exact cosine-similarity search over stored embeddings, and the recall@k retrieval metric.
+"""Exact cosine-similarity search over stored embeddings (and the recall@k metric, from metrics).
 
 :class:`EmbeddingIndex` keeps L2-normalised embeddings in one tensor and answers a batch of
 queries chunk by chunk: each chunk's scores are reduced to their top-k at once and merged with
 the running top-k, so memory beyond the index itself stays bounded by a chunk, however many
-vectors the index holds.
+vectors the index holds. Ties rank like everywhere else in the course (:mod:`course.ranking`):
+among equal scores the lower index first.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ import numpy as np
 import torch
 
 from course.inputs import as_float_tensor, check_rows, embedding_matrix, unit_rows, whole_number
+from course.metrics import recall_at_k  # noqa: F401 - its home is metrics; public here too
 from course.models import CLIP
+from course.ranking import top_k
 
 _FORMAT_VERSION = 1
 _EMBEDS_FILE = "embeddings.safetensors"
@@ -133,10 +136,12 @@ class EmbeddingIndex:
         for lo in range(0, len(self), chunk):
             block = self.embeddings[lo:lo + chunk]
             scores = q @ block.float().T  # (Q, chunk): the only large temporary
-            s, i = scores.topk(min(k, len(block)), dim=1)
+            s, i = top_k(scores, min(k, len(block)))
             i += lo
             if best is not None:  # merge with the running top-k of the earlier chunks
-                s, pick = torch.cat([best[0], s], dim=1).topk(k, dim=1)
+                # earlier chunks hold lower indices and each part is in rank order, so position
+                # breaks ties as index does
+                s, pick = top_k(torch.cat([best[0], s], dim=1), k)
                 i = torch.cat([best[1], i], dim=1).gather(1, pick)
             best = (s, i)
             del scores  # free this chunk's scores before the next chunk allocates its own
@@ -264,62 +269,6 @@ def _read_embeddings(path: Path) -> torch.Tensor:
                       UserWarning, stacklevel=3)
         embeds[off] = unit_rows(embeds[off], embeds.dtype)
     return embeds
-
-
-def recall_at_k(
-    similarity: torch.Tensor | np.ndarray,
-    positives: Sequence[Iterable[int]] | torch.Tensor | np.ndarray,
-    ks: Sequence[int] = (1, 5, 10),
-) -> dict[int, float]:
-    """Share of queries with at least one positive among their ``k`` highest-scoring candidates.
-
-    This is the definition of the CLIP paper and CLIP_benchmark; with several captions per
-    image, an image->text query is a hit if any of its captions is in the top k.
-
-    Args:
-        similarity: ``(Q, N)`` scores of every query against every candidate.
-        positives: per query, the indices of its correct candidates (a list of lists/sets),
-            or a boolean ``(Q, N)`` matrix.
-        ks: cut-offs; a ``k`` above ``N`` is evaluated at ``N``.
-
-    Returns:
-        ``{k: recall}`` for each ``k`` in ``ks``.
-    """
-    sim = torch.as_tensor(similarity)
-    if sim.ndim != 2 or sim.numel() == 0:
-        raise ValueError(f"similarity must be a non-empty (Q, N) matrix, got shape {tuple(sim.shape)}")
-    mask = _positive_mask(positives, *sim.shape)
-    empty = (~mask.any(dim=1)).nonzero().flatten().tolist()
-    if empty:
-        raise ValueError(f"queries {empty[:10]} have no positives; every query needs at least one")
-    ks = [int(k) for k in ks]
-    if not ks or min(ks) < 1:
-        raise ValueError(f"ks must be positive integers, got {ks}")
-    top = sim.float().topk(min(max(ks), sim.shape[1]), dim=1).indices
-    hits = mask.gather(1, top)  # hits[q, r]: the rank-r candidate of query q is a positive
-    return {k: float(hits[:, :k].any(dim=1).float().mean()) for k in ks}
-
-
-def _positive_mask(positives: Any, n_queries: int, n_candidates: int) -> torch.Tensor:
-    if isinstance(positives, (torch.Tensor, np.ndarray)):
-        mask = torch.as_tensor(positives)
-        if mask.dtype != torch.bool:
-            raise TypeError("a positives matrix must be boolean; for indices use a list of lists")
-        if tuple(mask.shape) != (n_queries, n_candidates):
-            raise ValueError(f"positives has shape {tuple(mask.shape)} but similarity has "
-                             f"shape {(n_queries, n_candidates)}")
-        return mask
-    rows = list(positives)
-    if len(rows) != n_queries:
-        raise ValueError(f"positives lists {len(rows)} queries but similarity has {n_queries} rows")
-    mask = torch.zeros(n_queries, n_candidates, dtype=torch.bool)
-    for q, row in enumerate(rows):
-        idx = [row] if isinstance(row, (int, np.integer)) else list(row)
-        for j in idx:
-            if not 0 <= int(j) < n_candidates:
-                raise ValueError(f"positives[{q}] holds index {j}, outside 0..{n_candidates - 1}")
-            mask[q, int(j)] = True
-    return mask
 
 
 def _check_items(items: Sequence[Any] | None, n: int) -> list[Any] | None:

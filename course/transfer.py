@@ -14,12 +14,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from course.embeddings import preprocess_images, to_pil, tokenize
-from course.losses import multi_positive_clip_loss
-from course.models import CLIP, image_features, text_features
-from course.optim import adamw_param_groups, clamp_logit_scale
+from course.metrics import Estimate, accuracy
+from course.models import CLIP
+from course.optim import adamw_param_groups, contrastive_step
 
 Freeze = Literal["image", "text"] | None
 
@@ -119,9 +118,9 @@ class LinearProbe:
         """Class probabilities ``(N, C)`` in the order of ``classes_``."""
         return self._fitted().predict_proba(_features(embeds))
 
-    def score(self, embeds: torch.Tensor | np.ndarray, labels: Sequence[Any]) -> float:
+    def score(self, embeds: torch.Tensor | np.ndarray, labels: Sequence[Any]) -> Estimate:
         """Top-1 accuracy on labelled embeddings."""
-        return float(np.mean(self.predict(embeds) == np.asarray(list(labels))))
+        return accuracy(self.predict(embeds), labels)
 
     def _fitted(self) -> Any:
         if self._model is None:
@@ -227,16 +226,10 @@ def finetune_contrastive(
             batch_pixels = pixels[batch]
             if augment:
                 batch_pixels = _flip_rotate(batch_pixels, generator)
-            img = image_features(model, batch_pixels.to(tuned.device))
-            txt = text_features(model, tokens["input_ids"][batch].to(tuned.device),
-                                tokens["attention_mask"][batch].to(tuned.device))
-            logits = model.logit_scale.exp() * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
-            loss = multi_positive_clip_loss(logits, groups[batch].to(tuned.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            clamp_logit_scale(model)
-            losses.append(loss.item())
+            losses.append(contrastive_step(
+                model, optimizer, batch_pixels.to(tuned.device),
+                tokens["input_ids"][batch].to(tuned.device),
+                tokens["attention_mask"][batch].to(tuned.device), groups[batch].to(tuned.device)))
     finally:
         model.eval()
         freeze_tower(model, None)

@@ -276,16 +276,17 @@ class WiseFTExplorer(_Panel):
 
     def evaluate(self, alpha: float) -> dict[str, tuple[float, list[str]]]:
         """``{domain: (accuracy, predictions)}`` of the WiSE-FT model at ``alpha`` (cached)."""
-        from course.adaptation import accuracy, wise_ft
+        from course.adaptation import wise_ft
+        from course.metrics import zero_shot_accuracy
 
         key = round(float(alpha), 6)
         if key not in self._cache:
             model = wise_ft(self.zeroshot, self.finetuned, key)
             classifier = ZeroShotClassifier(model, self.classnames, self.templates)
-            out = {}
+            out: dict[str, tuple[float, list[str]]] = {}
             for name, (images, labels) in self.domains.items():
-                predictions = classifier.predict(images)
-                out[name] = (accuracy(predictions, labels), predictions)
+                embeds = classifier.embed(images)  # encoded once, both scored and shown
+                out[name] = (zero_shot_accuracy(classifier, embeds, labels), classifier.predict(embeds))
             self._cache[key] = out
         return self._cache[key]
 

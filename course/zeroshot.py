@@ -25,7 +25,9 @@ from course.inputs import (
     unit_rows,
     whole_number,
 )
+from course.metrics import mean_per_class_recall, top_k_accuracy
 from course.models import CLIP
+from course.ranking import top_k
 
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 
@@ -126,12 +128,14 @@ class ZeroShotClassifier:
     def topk(self, images: Any, k: int = 5) -> TopK:
         """The ``k`` most probable classes per image (``k`` is clipped to the number of classes)."""
         k = whole_number(k, "k")
-        probs, indices = self.predict_proba(images).topk(min(k, len(self.classnames)), dim=-1)
+        probs, indices = top_k(self.predict_proba(images), min(k, len(self.classnames)))
         names = [[self.classnames[j] for j in row] for row in indices.tolist()]
         return TopK(probs=probs, indices=indices, classnames=names)
 
     def evaluate(self, images: Any, labels: Sequence[str] | Sequence[int] | Any) -> dict[str, float]:
         """Top-1 and top-5 accuracy and mean per-class recall (balanced accuracy) on labelled images.
+
+        Top-1 and top-5 are :class:`course.metrics.Estimate` (floats that carry a 95% interval).
 
         Args:
             images: images or precomputed image embeddings.
@@ -146,14 +150,10 @@ class ZeroShotClassifier:
         logits = self.logits(images)
         if len(logits) != len(targets):
             raise ValueError(f"got {len(logits)} images but {len(targets)} labels")
-        ranked = logits.topk(min(5, len(self.classnames)), dim=-1).indices
-        hits = ranked == targets[:, None]
-        top1 = hits[:, 0]
-        recalls = [top1[targets == c].float().mean() for c in targets.unique()]
         return {
-            "top1": float(top1.float().mean()),
-            "top5": float(hits.any(dim=1).float().mean()),
-            "mean_per_class_recall": float(torch.stack(recalls).mean()),
+            "top1": top_k_accuracy(logits, targets, 1),
+            "top5": top_k_accuracy(logits, targets, 5),
+            "mean_per_class_recall": mean_per_class_recall(logits.argmax(dim=-1), targets),
             "n": len(targets),
         }
 

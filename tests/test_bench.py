@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import adaptation
 
 
-def test_adaptation_benchmark_runs_prints_every_method_and_plots(tmp_path, capsys):
+def test_adaptation_benchmark_runs_prints_every_method_with_its_spread_and_plots(tmp_path, capsys):
     plot = tmp_path / "adaptation.png"
     results = adaptation.run(str(plot), quick=True)
     assert {"zero-shot", "linear probe, 1 shots", "linear probe, 16 shots", "Tip-Adapter, 16 shots",
-            "contrastive fine-tune, 16 shots"} <= set(results)
-    assert any(name.startswith("WiSE-FT, alpha=") for name in results)
-    for row in results.values():
-        assert set(row) == {"clean", "scan"} and all(0.0 <= v <= 1.0 for v in row.values())
+            "contrastive fine-tune, 16 shots", "WiSE-FT, alpha chosen per split"} <= set(results)
+    for name, row in results.items():
+        assert set(row) == {"clean", "scan"}
+        for spread in row.values():
+            # zero-shot has no split; every few-shot figure is one value per split (2 in quick)
+            assert len(spread.values) == (1 if name == "zero-shot" else 2)
+            assert all(0.0 <= v <= 1.0 for v in spread.values)
+            assert spread.worst <= spread.mean <= max(spread.values)
     out = capsys.readouterr().out
     assert "[PASS]" in out or "[FAIL]" in out
-    assert "the shift is real" in out and "WiSE-FT sweep" in out
+    assert "the shift is real" in out and "WiSE-FT sweep" in out and "worst split" in out
+    assert "over 2 splits" in out
     assert plot.stat().st_size > 10_000
+
+
+def test_spread_summarises_the_splits():
+    spread = adaptation.Spread((0.80, 0.90, 0.85))
+    assert spread.mean == pytest.approx(0.85) and spread.worst == 0.80
+    assert spread.std == pytest.approx(0.05)  # sample std: sqrt((0.05² + 0.05² + 0) / 2)
+    assert str(spread) == "85.0% ± 5.0"
+    assert str(adaptation.Spread((0.5,))) == "50.0%" and adaptation.Spread((0.5,)).std == 0.0

@@ -8,12 +8,16 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from course.data import shapes
 from course.models import CLIP, load_clip
+
+if TYPE_CHECKING:  # pragma: no cover
+    from course.metrics import Estimate
 
 EVAL_TEMPLATE = "a photo of a {}."
 
@@ -24,13 +28,13 @@ def zero_shot_accuracy(
     classnames: Sequence[str],
     targets: np.ndarray,
     template: str = EVAL_TEMPLATE,
-) -> float:
+) -> Estimate:
     """Top-1 accuracy of one-template zero-shot classification with the course's classifier."""
+    from course import metrics
     from course.zeroshot import ZeroShotClassifier
 
     classifier = ZeroShotClassifier(clip, classnames, templates=[template], batch_size=256)
-    predicted = classifier.label_indices(classifier.predict(list(images))).numpy()
-    return float((predicted == np.asarray(targets)).mean())
+    return metrics.zero_shot_accuracy(classifier, list(images), targets)
 
 
 def evaluate_zero_shot(

@@ -28,13 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from course.data import shapes
-from course.losses import multi_positive_clip_loss
-from course.models import CLIP, image_features, image_processor_class, text_features
-from course.optim import adamw_param_groups, clamp_logit_scale
+from course.models import CLIP, image_processor_class
+from course.optim import adamw_param_groups, contrastive_step
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 #: Captions the pocket model reads also include the standard CLIP prompt.
@@ -244,17 +242,9 @@ def train_pocket(
         pixels = pixel_tensor(batch.images, config.image_size, mean, std)
         tokens = tokenizer(batch.captions, padding=True, truncation=True,
                            max_length=config.context_length, return_tensors="pt")
-        img = F.normalize(image_features(model, pixels), dim=-1)
-        txt = F.normalize(text_features(model, tokens["input_ids"], tokens["attention_mask"]),
-                          dim=-1)
-        logits = model.logit_scale.exp() * img @ txt.T
-        loss = multi_positive_clip_loss(logits, caption_groups(batch.captions))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        clamp_logit_scale(model)
-        losses.append(loss.item())
+        losses.append(contrastive_step(model, optimizer, pixels, tokens["input_ids"],
+                                       tokens["attention_mask"], caption_groups(batch.captions),
+                                       scheduler=schedule))
         if step % 10 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
         if callback is not None:

@@ -42,13 +42,17 @@ def best_stopping_step(train_loss, val_loss):
 
 def prediction_accuracy(got: Any, labels: Any) -> tuple[float, str | None]:
     """Share of ``got`` (one predicted label each) equal to ``labels``, or a shape problem."""
+    from course.metrics import accuracy
+
     pred, true = np.asarray(to_plain(got)), np.asarray(labels)
     if pred.shape != true.shape:
         return 0.0, (f"expected one prediction per test embedding, shape {true.shape}, "
                      f"got a {kind_of(got)}")
     if pred.dtype.kind in "biuf" and true.dtype.kind in "biuf":
-        pred = pred.astype(true.dtype)
-    return float(np.mean(pred == true)), None
+        pred = pred.astype(true.dtype)  # 1.0 counts as label 1
+    elif (pred.dtype.kind in "biuf") != (true.dtype.kind in "biuf"):
+        return 0.0, "your predictions are numbers where the labels are names (or the reverse)"
+    return float(accuracy(pred, true)), None
 
 
 def _clusters(seed: int, n_classes: int, per_class: int, dim: int, spread: float,
