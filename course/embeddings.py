@@ -236,9 +236,9 @@ def _check_batch_size(batch_size: int) -> None:
 def _batches(
     items: list[Any], batch_size: int, progress: bool | None, desc: str
 ) -> Iterator[tuple[int, list[Any]]]:
-    from tqdm.auto import tqdm
+    from course.bars import progress_bar
 
     starts = range(0, len(items), batch_size)
     show = len(starts) >= _PROGRESS_MIN_BATCHES if progress is None else progress
-    for start in tqdm(starts, desc=desc, disable=not show, unit="batch"):
+    for start in progress_bar(starts, show=show, desc=desc, unit="batch"):
         yield start, items[start:start + batch_size]

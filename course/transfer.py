@@ -196,7 +196,7 @@ def finetune_contrastive(
     Returns:
         A :class:`FinetuneResult` with the trained :class:`CLIP` (eval mode) and the loss per step.
     """
-    from tqdm.auto import tqdm
+    from course.bars import progress_bar
 
     if len(images) != len(texts):
         raise ValueError(f"got {len(images)} images but {len(texts)} texts; they must pair up")
@@ -221,7 +221,7 @@ def finetune_contrastive(
     losses: list[float] = []
     model.train()
     try:
-        for _ in tqdm(range(steps), desc="fine-tuning", disable=not progress):
+        for _ in progress_bar(range(steps), show=progress, desc="fine-tuning"):
             batch = torch.randperm(len(pixels), generator=generator)[:batch_size]
             batch_pixels = pixels[batch]
             if augment:

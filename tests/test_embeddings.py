@@ -222,3 +222,14 @@ def test_batch_size_must_be_a_positive_whole_number(pocket, data, batch_size, er
         encode_images(pocket, data.images[:2], batch_size=batch_size)
     with pytest.raises(error, match="batch_size must be"):
         encode_texts(pocket, ["a red circle"], batch_size=batch_size)
+
+
+def test_progress_bars_follow_tqdm_disable(pocket, monkeypatch, capsys):
+    """Stored notebook runs set TQDM_DISABLE: a bar the course asks for must not appear."""
+    from course.bars import progress_bar
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert progress_bar(range(3), show=True).disable
+    monkeypatch.delenv("TQDM_DISABLE")
+    assert not progress_bar(range(3), show=True).disable
+    assert progress_bar(range(3), show=False).disable

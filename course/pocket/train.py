@@ -215,7 +215,7 @@ def train_pocket(
     Returns:
         A :class:`TrainResult` with the trained model (eval mode, CPU) and its loss history.
     """
-    from tqdm.auto import tqdm
+    from course.bars import progress_bar
 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -235,7 +235,7 @@ def train_pocket(
     losses: list[float] = []
     start = time.perf_counter()
     model.train()
-    bar = tqdm(range(config.steps), desc="training pocket CLIP", disable=not progress)
+    bar = progress_bar(range(config.steps), show=progress, desc="training pocket CLIP")
     for step in bar:
         batch = _varied_batch(config.batch_size, seed=config.seed * 1_000_003 + step,
                               image_size=config.image_size)
