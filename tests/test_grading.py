@@ -23,7 +23,7 @@ import pytest
 from course import instructor
 from course.teach import grading
 from course.teach.markup import cell_markup, replace_answer
-from course.teach.sandbox import bwrap_problem
+from course.teach.sandbox import bwrap_problem, can_cap_processes
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = Path(__file__).parent / "example" / "example.ipynb"
@@ -98,8 +98,11 @@ raise RuntimeError("PROBE " + __import__("json").dumps(probe))
 
 VANDAL = """
 import os, subprocess, sys, time
-try:
-    open({victim!r}, "w").write("{{}}")  # another student's submission
+try:  # another student's submission: overwritten, then swapped for a link to a FIFO
+    open({victim!r}, "w").write("{{}}")
+    os.mkfifo("trap")
+    os.remove({victim!r})
+    os.symlink(os.path.abspath("trap"), {victim!r})
 except OSError:
     pass
 daemon = ("import os, time\\n"
@@ -113,6 +116,21 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)  # {marker
                  start_new_session=True)
 time.sleep(0.5)
 """
+
+
+FORK_BOMB = """
+import os, time
+# course-evil-daemon: forks until the cap stops it
+for _ in range(100000):
+    try:
+        if os.fork() == 0:
+            time.sleep(120)
+            os._exit(0)
+    except OSError:
+        break
+"""
+#: A fork bomb is only safe to run where the run's process count is capped.
+BOMB = can_cap_processes()
 
 
 def _submissions(root: Path, out_csv: Path) -> Path:
@@ -166,6 +184,11 @@ def _submissions(root: Path, out_csv: Path) -> Path:
     _insert_after_setup(vandal, VANDAL.format(victim=str(folder / "bob" / "example.ipynb"),
                                               csv=str(out_csv), marker=MARKER))
     notebooks["vandal"] = vandal
+
+    if BOMB:
+        bomber = _solved()
+        _insert_after_setup(bomber, FORK_BOMB)
+        notebooks["bomber"] = bomber
 
     notebooks[FORMULA_NAMES[0]] = _solved()
     notebooks[FORMULA_NAMES[1]] = _untouched()
@@ -232,8 +255,8 @@ def test_batch_completes_with_a_row_per_student_and_exercise(graded):
     done = graded["done"]
     assert done.returncode == 0, done.stderr
     students = {r["student"] for r in graded["rows"]}
-    assert len(students) == 13
-    assert len(graded["rows"]) == 13 * 3
+    assert len(students) == 13 + BOMB
+    assert len(graded["rows"]) == (13 + BOMB) * 3
     assert ("without a sandbox" in done.stderr) == (graded["sandbox"] == "none")
 
 
@@ -277,6 +300,15 @@ def test_keys_are_out_of_reach_of_a_submission(graded):
         assert probe == {"keys_importable": False, "key_file_readable": False,
                          "others_visible": False, "grader_visible": False, "network": False,
                          "solution_shown": False}
+
+
+@pytest.mark.skipif(not BOMB, reason="running as root without a pids cgroup: nothing caps a "
+                    "fork bomb here, so none is run")
+def test_a_fork_bomb_is_capped_and_cleaned_up(graded):
+    table = graded["table"]
+    assert len(_outcomes(table, "bomber")) == 3  # graded (it may well have starved itself)
+    assert _points(table, "alice") == 3  # and the others were not starved
+    assert graded["alive"] == []
 
 
 def test_one_student_cannot_hurt_another(graded):

@@ -229,3 +229,28 @@ def test_an_installed_course_is_hidden_in_the_sandbox(tmp_path, monkeypatch):
     command = bwrap_command(["cat", str(key_file)], scratch=tmp_path, readable=())
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode != 0 and "symmetric_clip_loss" not in done.stdout
+
+
+def test_files_from_a_run_are_read_without_following_links_or_blocking(tmp_path):
+    secret = tmp_path / "grader-secret.txt"
+    secret.write_text('{"nonce": "n", "answers": {}}')
+    (tmp_path / "link.json").symlink_to(secret)
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "big.json").write_bytes(b" " * 2000)
+    for name in ("link.json", "fifo.json", "big.json", "missing.json"):
+        with pytest.raises(plaindata.PlainDataError):
+            plaindata.load(tmp_path / name, max_bytes=1000)
+
+
+def test_one_huge_answer_does_not_cost_the_others(tmp_path):
+    manifest = {"exercises": [protocol.manifest_entry(ex.q3, None),
+                              protocol.manifest_entry(ex.q2, ex.q2.key.cases)]}
+    plaindata.dump(manifest, tmp_path / "m.json")
+    namespace = {"temperature": np.zeros(3_000_000), "top_k_captions": lambda s, k: [0] * 10**6}
+    protocol.collect_answers(namespace, str(tmp_path / "m.json"), str(tmp_path / "a.json"), "n")
+    answers = protocol.read_answers(tmp_path / "a.json", "n")
+    verdict = protocol.judge_value(ex.q3, ex.q3.key, answers["example.q3"]["value"])
+    assert "too large" in verdict.message
+    records = protocol.records_from(answers["example.q2"]["calls"])
+    assert "too large" in protocol.judge_function(ex.q2, ex.q2.key, ex.q2.key.cases,
+                                                  records).message

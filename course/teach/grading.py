@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import random
@@ -248,13 +249,22 @@ def _restore_if_changed(found: Sequence[Submission], graded: NotebookGrade) -> N
     """Put back any submission file a run changed or deleted (runs get copies, never these)."""
     for sub in found:
         try:
-            same = sub.path.read_bytes() == sub.content
-        except OSError:
+            same = plaindata.read_regular(sub.path, len(sub.content) + 1) == sub.content
+        except OSError:  # deleted, or replaced by a link, a folder, a FIFO...
             same = False
         if not same:
-            sub.path.parent.mkdir(parents=True, exist_ok=True)
-            sub.path.write_bytes(sub.content)
+            _write_bytes(sub.path, sub.content)
             graded.cell_errors.append(f"the run changed {sub.student}/{sub.path.name}: restored")
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write a file of ours, replacing (never following) whatever a run may have put there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+    path.write_bytes(data)
 
 
 def _max_points(ids: Sequence[str]) -> dict[str, float]:
@@ -333,7 +343,7 @@ def _run(sub: Submission, ids: list[str], settings: Settings, batch: Path
         run = run_isolated([sys.executable, "-m", "course.teach.worker"], scratch=scratch,
                            env=scrubbed_env(scratch, course_root=library),
                            stdin=json.dumps(job).encode(), timeout=settings.notebook_timeout,
-                           sandbox=settings.sandbox,
+                           sandbox=settings.sandbox, processes=settings.limits.processes,
                            log=batch / f"{scratch.name}.log")
         status, cell_errors = _result(scratch / "result.json", run, settings.sandbox)
         try:
@@ -355,11 +365,11 @@ def _result(path: Path, run: Any, sandbox: str) -> tuple[str, list[str]]:
         status = "worker failed"
     errors: list[str] = []
     try:
-        result = json.loads(path.read_text(encoding="utf-8")[:100_000])
+        result = json.loads(plaindata.read_regular(path, 100_000).decode("utf-8"))
         if not run.timed_out and isinstance(result.get("status"), str):
             status = result["status"][:100]
         errors = [str(e)[:300] for e in result.get("cell_errors", [])][:20]
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (OSError, ValueError, AttributeError, TypeError):  # UnicodeDecodeError is a ValueError
         pass
     if run.orphans_killed and sandbox == "none":  # in bwrap they die with the namespace
         errors.append(f"{run.orphans_killed} leftover process(es) killed after the run")
@@ -419,11 +429,12 @@ def rows_of(grades: Sequence[NotebookGrade]) -> list[GradeRow]:
 
 def write_csv(grades: Sequence[NotebookGrade], out: Path) -> None:
     """The grades CSV, every text cell made safe to open in a spreadsheet."""
-    with out.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for row in rows_of(grades):
-            writer.writerow([safe_cell(getattr(row, column)) for column in CSV_COLUMNS])
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows_of(grades):
+        writer.writerow([safe_cell(getattr(row, column)) for column in CSV_COLUMNS])
+    _write_bytes(out, text.getvalue().encode("utf-8"))
 
 
 def totals(grades: Sequence[NotebookGrade]) -> list[tuple[str, str, float, float, str]]:
@@ -463,7 +474,7 @@ def write_feedback(grades: Sequence[NotebookGrade], folder: Path) -> None:
                 lines += ["", "Errors while running your notebook:"]
                 lines += [f"- {_plain(error)}" for error in graded.cell_errors]
             lines.append("")
-        (folder / f"{name}.md").write_text("\n".join(lines), encoding="utf-8")
+        _write_bytes(folder / f"{name}.md", "\n".join(lines).encode("utf-8"))
 
 
 def _plain(text: str) -> str:

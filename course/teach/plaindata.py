@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ def encode(value: Any, _depth: int = 0) -> Any:
 
     if _depth > MAX_DEPTH:
         return {"__unsupported__": "a structure nested too deeply"}
+    if isinstance(value, Unsupported):
+        return {"__unsupported__": value.description}
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -134,12 +137,33 @@ def dump(value: Any, path: str | Path) -> None:
     Path(path).write_text(json.dumps(encode(value), allow_nan=False), encoding="utf-8")
 
 
+def read_regular(path: str | Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, never following a symlink.
+
+    Files written where a submission ran are read this way: a link to one of the grader's own
+    files, a FIFO that would block the read forever, or a huge file all become an ``OSError``.
+    """
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    handle = os.open(path, flags)
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{Path(path).name} is not a regular file")
+        if info.st_size > max_bytes:
+            raise OSError(f"{Path(path).name} is larger than {max_bytes // 2**20} MiB")
+        with os.fdopen(handle, "rb", closefd=False) as file:
+            return file.read(max_bytes + 1)
+    finally:
+        os.close(handle)
+
+
 def load(path: str | Path, *, max_bytes: int, torch_tensors: bool = True) -> Any:
     """Read a plain-data JSON file of at most ``max_bytes``; ``PlainDataError`` if it is bad."""
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(max_bytes + 1)
+        raw = read_regular(path, max_bytes)
     except OSError as error:
         raise PlainDataError(f"cannot read {path.name}: {error.strerror or error}") from None
     if len(raw) > max_bytes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import signal
 import sys
 import threading
@@ -46,6 +47,8 @@ from course.teach.keys import Case, FunctionKey, ValueKey
 MAX_ERROR_CHARS = 300
 #: Largest manifest or answers file read (hidden inputs of nb07 are about 1 MB).
 MAX_DOCUMENT_BYTES = 64 * 2**20
+#: Largest answer to one exercise, as plain data.
+MAX_ANSWER_BYTES = 8 * 2**20
 
 
 # -- kernel side ---------------------------------------------------------------------------------
@@ -206,7 +209,23 @@ def collect_answers(namespace: dict[str, Any], manifest_path: str, answers_path:
                                    variants=item["variants"],
                                    forbidden=code_objects(item["forbidden"]))
             answers[item["id"]] = {"status": "ran", "calls": [asdict(r) for r in records]}
-    plaindata.dump({"nonce": nonce, "answers": answers}, answers_path)
+    plaindata.dump({"nonce": nonce, "answers": {key: _bounded(entry)
+                                                for key, entry in answers.items()}}, answers_path)
+
+
+def _bounded(entry: dict[str, Any]) -> Any:
+    """An answer as plain data, with any output too large to send replaced by a marker (one
+    huge return value must not cost the other exercises their answers)."""
+    encoded = plaindata.encode(entry)
+    if len(json.dumps(encoded)) <= MAX_ANSWER_BYTES:
+        return entry
+    for field_name in ("value",):
+        if field_name in entry:
+            return {**entry, field_name: plaindata.Unsupported("a value too large to grade")}
+    calls = [{**call, "output": plaindata.Unsupported("an output too large to grade")}
+             if len(json.dumps(plaindata.encode(call))) > MAX_ANSWER_BYTES // 8 else call
+             for call in entry.get("calls", [])]
+    return {**entry, "calls": calls}
 
 
 # -- grader side ---------------------------------------------------------------------------------

@@ -306,7 +306,7 @@ class RunResult:
 
 def run_isolated(command: Sequence[str], *, scratch: Path, env: dict[str, str], stdin: bytes,
                  timeout: float, sandbox: str, readable: Sequence[Path] = (),
-                 log: Path | None = None) -> RunResult:
+                 log: Path | None = None, processes: int = Limits.processes) -> RunResult:
     """Run ``command`` in ``sandbox`` with ``stdin``; kill it and everything it started at the end.
 
     A small supervisor process (this module's ``__main__``) starts it, enforces ``timeout`` and,
@@ -316,7 +316,8 @@ def run_isolated(command: Sequence[str], *, scratch: Path, env: dict[str, str], 
     full = bwrap_command(command, scratch=scratch, readable=readable) \
         if sandbox == "bwrap" else list(command)
     spec = {"command": full, "cwd": str(scratch), "timeout": timeout,
-            "log": str(log or os.devnull), "stdin": stdin.decode("utf-8")}
+            "log": str(log or os.devnull), "stdin": stdin.decode("utf-8"),
+            "processes": processes}
     start = time.monotonic()
     supervisor = subprocess.Popen([sys.executable, "-m", "course.teach.sandbox"], env=env,
                                   cwd=scratch, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -334,10 +335,104 @@ def run_isolated(command: Sequence[str], *, scratch: Path, env: dict[str, str], 
                      time.monotonic() - start, int(report.get("orphans_killed", 0)))
 
 
+class PidsCgroup:
+    """A cgroup capping how many processes a run may have (a fork bomb stops at the cap).
+
+    RLIMIT_NPROC does not bind root (and CI runs as root), so where this process may create a
+    cgroup (cgroup v2 with the pids controller delegated, or v1's ``pids`` hierarchy, as root) a
+    run gets one: the supervisor joins it before starting the run, every descendant inherits
+    it, and at the end whatever is still in it is killed. Elsewhere it does nothing.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.path: Path | None = None
+        for base in self._candidates():
+            try:
+                path = base / f"course-grade-{os.getpid()}"
+                path.mkdir()
+                (path / "pids.max").write_text(str(limit))
+                (path / "cgroup.procs").write_text(str(os.getpid()))
+            except OSError:
+                if "path" in locals() and path.is_dir():
+                    _remove_cgroup(path)
+                continue
+            self.path = path
+            return
+
+    @staticmethod
+    def _candidates() -> list[Path]:
+        root = Path("/sys/fs/cgroup")
+        found = []
+        if (root / "cgroup.controllers").is_file():  # cgroup v2: below our own cgroup
+            try:
+                mine = Path("/proc/self/cgroup").read_text().splitlines()[0].split("::", 1)[1]
+            except (OSError, IndexError):
+                mine = ""
+            found.append(root / mine.lstrip("/"))
+        if (root / "pids" / "cgroup.procs").is_file():  # cgroup v1's pids hierarchy
+            found.append(root / "pids")
+        return found
+
+    def kill_all(self) -> int:
+        """Kill every process left in the cgroup (not this one); returns how many."""
+        if self.path is None:
+            return 0
+        killed = 0
+        for _ in range(100):
+            pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()
+                    if int(p) != os.getpid()]
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+                except ProcessLookupError:
+                    continue
+            time.sleep(0.05)
+        return killed
+
+    def close(self) -> None:
+        """Leave the cgroup and remove it."""
+        if self.path is not None:
+            _remove_cgroup(self.path)
+            self.path = None
+
+
+def can_cap_processes() -> bool:
+    """Whether a run's process count is capped here (RLIMIT_NPROC for a user, a cgroup for root)."""
+    if os.geteuid() != 0:
+        return True
+    probe = PidsCgroup(Limits.processes)
+    try:
+        return probe.path is not None
+    finally:
+        probe.close()
+
+
+def _remove_cgroup(path: Path) -> None:
+    try:
+        (path.parent / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError:
+        pass
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
 def _supervise(spec: dict[str, Any]) -> dict[str, Any]:
     """The supervisor: start the run in its own session, wait, then kill all that is left."""
     become_subreaper()
     make_undumpable()
+    cgroup = PidsCgroup(spec.get("processes", Limits.processes))
+    try:
+        return _run_supervised(spec, cgroup)
+    finally:
+        cgroup.close()
+
+
+def _run_supervised(spec: dict[str, Any], cgroup: PidsCgroup) -> dict[str, Any]:
     with open(spec["log"], "wb") as output:
         process = subprocess.Popen(spec["command"], cwd=spec["cwd"], stdin=subprocess.PIPE,
                                    stdout=output, stderr=subprocess.STDOUT,
@@ -356,9 +451,9 @@ def _supervise(spec: dict[str, Any]) -> dict[str, Any]:
         finally:
             _kill_group(process.pid)
             process.wait()
-    orphans = kill_orphans()
+    orphans = cgroup.kill_all() + kill_orphans()
     return {"returncode": None if timed_out else process.returncode, "timed_out": timed_out,
-            "orphans_killed": orphans}
+            "orphans_killed": orphans, "cgroup": cgroup.path is not None}
 
 
 if __name__ == "__main__":
