@@ -148,17 +148,24 @@ def kill_orphans(spare: set[int] | frozenset[int] = frozenset()) -> int:
         victims = [pid for pid in children_of(me) if pid not in spare]
         if not victims:
             return killed
-        for pid in victims:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                continue
+        killed += _kill_each(victims)
         for pid in victims:
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 continue
+    return killed
+
+
+def _kill_each(pids: Sequence[int]) -> int:
+    """SIGKILL each process; returns how many were still there to kill."""
+    killed = 0
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except ProcessLookupError:
+            continue
     return killed
 
 
@@ -383,12 +390,7 @@ class PidsCgroup:
                     if int(p) != os.getpid()]
             if not pids:
                 break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed += 1
-                except ProcessLookupError:
-                    continue
+            killed += _kill_each(pids)
             time.sleep(0.05)
         return killed
 
