@@ -11,6 +11,8 @@ import pytest
 from course import labsettings
 from course.labsettings import OVERRIDES, fit_to_kernel, kernel_metadata, write_overrides
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def _schema(plugin_id: str) -> dict:
     """The installed JSON schema of a JupyterLab plugin's settings."""
@@ -100,3 +102,20 @@ def test_fit_to_kernel_changes_only_the_kernel_metadata(tmp_path):
     assert {k: fitted.metadata[k] for k in ("kernelspec", "language_info")} == kernel_metadata()
     assert fitted.metadata["course"] == {"x": 1} and fitted.cells == nb.cells
     assert fit_to_kernel(path) is False  # already fitted: the file is not rewritten
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_shipped_notebooks_open_unmodified_in_jupyterlab(path):
+    """JupyterLab opens a notebook whose kernelspec differs from the kernel's, or one holding
+    widget state (with saving widget state on), marked modified: closing it untouched asks to
+    save. The build stores the installed kernel's kernelspec and no widget state; the jupytext
+    source (whose header JupyterLab reads where jupytext pairs the files) says the same."""
+    jupytext = pytest.importorskip("jupytext")
+    wanted = kernel_metadata()["kernelspec"]
+    stored = nbformat.read(path, as_version=4).metadata
+    rebuild = f"rebuild: python scripts/build_notebooks.py {path.name[:2]}"
+    assert stored["kernelspec"] == wanted, rebuild
+    assert "widgets" not in stored, rebuild
+    source = path.with_suffix(".py")
+    if source.exists():
+        assert jupytext.read(source).metadata["kernelspec"] == wanted, f"{source.name}'s header"
