@@ -369,6 +369,8 @@ class WiseFTExplorer(_Panel):
     def run(self) -> dict[str, float] | None:
         """Evaluate at the slider's alpha and redraw; returns ``{domain: accuracy}``."""
         alpha = float(self.slider.value)
+        if round(alpha, 6) not in self._cache:  # seconds of work: say so, not a stale figure
+            self.say(f"Evaluating alpha = {alpha:.1f} on every domain...", error=False)
         try:
             results = self.evaluate(alpha)
         except Exception as error:  # noqa: BLE001 - an explorer shows problems, it never crashes

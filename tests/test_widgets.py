@@ -219,6 +219,14 @@ def test_wise_ft_explorer_shows_its_first_alpha_and_clears_on_problems(pocket, e
     explorer.slider.value = 0.0
     assert explorer.view is not None
     _assert_readable_bundle(explorer, "WiSE-FT explorer", "alpha: 0.0", "clean:")
+    said = []
+    monkeypatch.setattr(explorer, "say", lambda text, error=True: said.append(text))
+    explorer.slider.value = 0.6  # not evaluated yet: the learner is told it is working
+    assert said[0].startswith("Evaluating alpha = 0.6") and said[-1].startswith("clean:")
+    said.clear()
+    explorer.slider.value = 0.0  # remembered: no message in between
+    assert len(said) == 1 and said[0].startswith("clean:")
+    monkeypatch.undo()
     monkeypatch.setattr(explorer, "evaluate", lambda alpha: 1 / 0)
     explorer.slider.value = 0.3
     assert explorer.view is None and "ZeroDivisionError" in explorer.message.value
