@@ -120,7 +120,8 @@ class _Panel:
         self._said = (text, error)
 
     def show(self, fig: Figure) -> None:
-        """Replace what the output shows with ``fig``."""
+        """Replace what the output shows with ``fig`` (before the message that describes it:
+        updates reach the page in order, so a new message means its figure is there)."""
         from IPython.display import display
 
         with self.output:
@@ -232,8 +233,8 @@ class ZeroShotPlayground(_Panel):
         except Exception as error:  # noqa: BLE001 - a playground shows problems, it never crashes
             self.fail(f"Could not classify: {type(error).__name__}: {error}")
             return None
-        self.say(f"{self.clip.name}: {len(labels)} label(s)", error=False)
         self.show(probability_figure(labels, probs, image, title=name))
+        self.say(f"{self.clip.name}: {len(labels)} label(s)", error=False)
         return dict(zip(labels, probs.tolist()))
 
 
@@ -293,8 +294,6 @@ class SearchBox(_Panel):
         captions = None
         if result.items is not None and all(isinstance(item, str) for item in result.items[0]):
             captions = result.items[0]
-        self.say(f"{self.clip.name}: {len(rows)} best of {len(self.index)} images for {query!r}",
-                 error=False)
         import matplotlib.pyplot as plt
 
         from course.plots import retrieval_gallery
@@ -302,6 +301,8 @@ class SearchBox(_Panel):
         fig = retrieval_gallery(query, [self.images[r] for r in rows], scores, captions=captions)
         plt.close(fig)  # displayed below, never again by pyplot
         self.show(fig)
+        self.say(f"{self.clip.name}: {len(rows)} best of {len(self.index)} images for {query!r}",
+                 error=False)
         return list(zip(rows, scores))
 
 
@@ -376,8 +377,8 @@ class WiseFTExplorer(_Panel):
         except Exception as error:  # noqa: BLE001 - an explorer shows problems, it never crashes
             self.fail(f"Could not evaluate alpha={alpha:g}: {type(error).__name__}: {error}")
             return None
-        self.say("  |  ".join(f"{name}: {acc:.1%}" for name, (acc, _) in results.items()), error=False)
         self.show(self.figure(alpha, results))
+        self.say("  |  ".join(f"{name}: {acc:.1%}" for name, (acc, _) in results.items()), error=False)
         return {name: acc for name, (acc, _) in results.items()}
 
     def figure(self, alpha: float, results: Mapping[str, tuple[float, list[str]]]) -> Figure:

@@ -361,10 +361,12 @@ def test_playground_shows_a_chart_at_once_and_for_typed_labels(page, zero_shot):
 
     playground = page.widget("classify")
     assert "pocket: 4 label(s)" in playground.text and _images(playground) == 1  # no click needed
+    four = playground.find_element(By.TAG_NAME, "img").get_attribute("src")
     _type(playground.find_element(By.CSS_SELECTOR, ".widget-text input"), "a red circle, a cat")
     playground.find_element(By.XPATH, ".//button[contains(., 'classify')]").click()
     wait_for(lambda: "pocket: 2 label(s)" in playground.text, "the chart for two labels")
     assert _images(playground) == 1
+    assert playground.find_element(By.TAG_NAME, "img").get_attribute("src") != four
     page.screenshot("04-playground-typed")
 
 
@@ -428,8 +430,10 @@ def test_search_box_finds_five_and_the_slider_changes_how_many(page, retrieval):
     _type(box.find_element(By.CSS_SELECTOR, ".widget-text input"), "a red circle", Keys.ENTER)
     wait_for(lambda: "5 best of 200 images for 'a red circle'" in box.text, "5 results")
     assert _images(box) == 1
+    five = box.find_element(By.TAG_NAME, "img").get_attribute("src")
     _type(box.find_element(By.CSS_SELECTOR, ".widget-readout"), "3", Keys.ENTER)  # k
     wait_for(lambda: "3 best of 200 images for 'a red circle'" in box.text, "3 results")
+    assert box.find_element(By.TAG_NAME, "img").get_attribute("src") != five  # a new gallery
     assert page.errors_shown() == []
     page.screenshot("05-search-box")
 
