@@ -8,6 +8,10 @@ inside the widget, never in a traceback.
 
 :class:`WiseFTExplorer`: slide WiSE-FT's alpha between a zero-shot and a fine-tuned model and
 watch accuracy and example predictions move on every domain.
+
+Each one shows its first result as soon as it is built, clears its figure when it shows a problem
+(no stale chart under an error), and displays with a plain-text and a static HTML copy of its
+current view beside the live widget, for every place the widget itself cannot render.
 """
 
 from __future__ import annotations
@@ -89,13 +93,23 @@ def probability_figure(labels: Sequence[str], probs: Sequence[float] | torch.Ten
 
 
 class _Panel:
-    """What every playground shares: a message line and notebook display of ``self.widget``."""
+    """What every playground shares: a message line, an output showing one figure, and a display
+    that carries readable copies (plain text, static HTML with the last figure) beside the widget.
+    """
 
+    #: What the static copies call this panel.
+    title = "Playground"
     message: Any
+    output: Any
     widget: Any
+    #: The figure the output shows now (None when it is empty).
+    view: Figure | None = None
+    _said: tuple[str, bool] = ("", False)
+    _view_html: tuple[Figure | None, str] = (None, "")
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+    def settings(self) -> list[tuple[str, str]]:
+        """``(name, value)`` of each input as it is now, for the static copies."""
+        return []
 
     def say(self, text: str, error: bool = True) -> None:
         """Show a short message above the output (red for problems)."""
@@ -103,6 +117,52 @@ class _Panel:
 
         colour = "#a50e0e" if error else "#5f6368"
         self.message.value = f"<span style='color:{colour}'>{html.escape(text)}</span>"
+        self._said = (text, error)
+
+    def show(self, fig: Figure) -> None:
+        """Replace what the output shows with ``fig`` (before the message that describes it:
+        updates reach the page in order, so a new message means its figure is there)."""
+        from IPython.display import display
+
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(fig)
+        self.view = fig
+
+    def fail(self, text: str) -> None:
+        """Show a problem and clear the output, so that no stale figure reads as the answer."""
+        self.say(text)
+        self.output.clear_output()
+        self.view = None
+
+    def _text(self) -> str:
+        lines = [f"{self.title} (a live widget: run the notebook to use it)"]
+        lines += [f"  {name}: {value}" for name, value in self.settings()]
+        text, error = self._said
+        if text:
+            lines.append(f"  {'! ' if error else ''}{text}")
+        return "\n".join(lines)
+
+    def _html(self) -> str:
+        from course.display import figure_html, static_copy_html
+
+        fig, cached = self._view_html
+        if fig is not self.view:  # encode each figure once, however often it is displayed
+            cached = figure_html(self.view, alt=self._said[0]) if self.view is not None else ""
+            self._view_html = (self.view, cached)
+        text, error = self._said
+        return static_copy_html(self.title, self.settings(), f"{'! ' if error else ''}{text}",
+                                cached, "A saved copy of this widget as it was when the cell ran: "
+                                "run the notebook to use it.")
+
+    def __repr__(self) -> str:
+        return self._text()
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The live widget with plain-text and static HTML copies (see :mod:`course.display`)."""
+        from course.display import widget_bundle
+
+        return widget_bundle(self.widget, self._text(), self._html())
 
 
 class ZeroShotPlayground(_Panel):
@@ -111,11 +171,12 @@ class ZeroShotPlayground(_Panel):
     Args:
         clip: a model from :func:`course.load_clip`.
         images: the pictures offered in the drop-down, by name.
-        labels: the labels typed in at the start.
+        labels: the labels typed in at the start (classified at once).
         templates: prompt templates (``{}`` is replaced by each label).
     """
 
     UPLOADED = "(your upload)"
+    title = "Zero-shot playground"
 
     def __init__(self, clip: CLIP, images: Mapping[str, Image.Image], labels: str = "",
                  templates: str | Sequence[str] = DEFAULT_TEMPLATES) -> None:
@@ -137,12 +198,20 @@ class ZeroShotPlayground(_Panel):
         self.button.on_click(lambda button: self.run())
         self.widget = w.VBox([w.HBox([self.picker, self.upload]),
                               w.HBox([self.labels, self.button]), self.message, self.output])
+        if labels.strip():
+            self.run()  # the first result shows at once
+        else:
+            self.say("Type labels separated by commas and press classify.", error=False)
+
+    def settings(self) -> list[tuple[str, str]]:
+        """The chosen image and the typed labels."""
+        return [("image", str(self.picker.value)), ("labels", str(self.labels.value))]
 
     def _on_upload(self, change: Mapping[str, Any]) -> None:
         try:
             name, image = image_from_upload(change["new"])
         except ValueError as error:
-            self.say(str(error))
+            self.fail(str(error))
             return
         self.images[f"{self.UPLOADED} {name}"] = image
         self.picker.options = list(self.images)
@@ -159,18 +228,13 @@ class ZeroShotPlayground(_Panel):
             classifier = ZeroShotClassifier(self.clip, labels, self.templates)
             probs = classifier.predict_proba([image])[0]
         except ValueError as error:
-            self.say(str(error))
+            self.fail(str(error))
             return None
         except Exception as error:  # noqa: BLE001 - a playground shows problems, it never crashes
-            self.say(f"Could not classify: {type(error).__name__}: {error}")
+            self.fail(f"Could not classify: {type(error).__name__}: {error}")
             return None
+        self.show(probability_figure(labels, probs, image, title=name))
         self.say(f"{self.clip.name}: {len(labels)} label(s)", error=False)
-        fig = probability_figure(labels, probs, image, title=name)
-        from IPython.display import display
-
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(fig)
         return dict(zip(labels, probs.tolist()))
 
 
@@ -181,9 +245,11 @@ class SearchBox(_Panel):
         clip: the model that built ``index``.
         index: an :class:`EmbeddingIndex` of image embeddings.
         images: the indexed images, one per row of ``index``, in the same order.
-        query: the query typed in at the start.
+        query: the query typed in at the start (its results show at once).
         k: the number of results shown at the start.
     """
+
+    title = "Search box"
 
     def __init__(self, clip: CLIP, index: EmbeddingIndex, images: Sequence[Image.Image],
                  query: str = "", k: int = 5) -> None:
@@ -204,34 +270,39 @@ class SearchBox(_Panel):
         self.k.observe(lambda change: self.run(), names="value")
         self.button.on_click(lambda button: self.run())
         self.widget = w.VBox([w.HBox([self.query, self.button]), self.k, self.message, self.output])
+        if query.strip():
+            self.run()
+        else:
+            self.say("Type a query and press Enter or search.", error=False)
+
+    def settings(self) -> list[tuple[str, str]]:
+        """The typed query and k."""
+        return [("query", str(self.query.value)), ("k", str(self.k.value))]
 
     def run(self) -> list[tuple[int, float]] | None:
         """Search for the typed query; returns ``(row, cosine)`` of each hit, best first."""
         query = str(self.query.value).strip()
         if not query:
-            self.say("Type a query first, e.g. 'a red circle'.")
+            self.fail("Type a query first, e.g. 'a red circle'.")
             return None
         try:
             result = self.index.search_text(self.clip, query, k=int(self.k.value))
         except Exception as error:  # noqa: BLE001 - a search box shows problems, it never crashes
-            self.say(f"Could not search: {type(error).__name__}: {error}")
+            self.fail(f"Could not search: {type(error).__name__}: {error}")
             return None
         rows, scores = result.indices[0].tolist(), result.scores[0].tolist()
         captions = None
         if result.items is not None and all(isinstance(item, str) for item in result.items[0]):
             captions = result.items[0]
-        self.say(f"{self.clip.name}: {len(rows)} best of {len(self.index)} images", error=False)
         import matplotlib.pyplot as plt
 
         from course.plots import retrieval_gallery
 
         fig = retrieval_gallery(query, [self.images[r] for r in rows], scores, captions=captions)
         plt.close(fig)  # displayed below, never again by pyplot
-        from IPython.display import display
-
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(fig)
+        self.show(fig)
+        self.say(f"{self.clip.name}: {len(rows)} best of {len(self.index)} images for {query!r}",
+                 error=False)
         return list(zip(rows, scores))
 
 
@@ -245,10 +316,12 @@ class WiseFTExplorer(_Panel):
         domains: ``{name: (images, labels)}`` to evaluate on, e.g. clean and scan test images.
         templates: prompt templates for the class embeddings.
         examples: how many images of each domain are shown with their prediction.
-        alpha: the starting position of the slider.
+        alpha: the starting position of the slider (evaluated at once).
 
     Each alpha is evaluated once and remembered, so sliding back is instant.
     """
+
+    title = "WiSE-FT explorer"
 
     def __init__(self, zeroshot: CLIP, finetuned: CLIP, classnames: Sequence[str],
                  domains: Mapping[str, tuple[Sequence[Image.Image], Sequence[str]]],
@@ -273,6 +346,11 @@ class WiseFTExplorer(_Panel):
         self.output = w.Output()
         self.slider.observe(lambda change: self.run(), names="value")
         self.widget = w.VBox([self.slider, self.message, self.output])
+        self.run()
+
+    def settings(self) -> list[tuple[str, str]]:
+        """The slider's alpha."""
+        return [("alpha", f"{float(self.slider.value):.1f}")]
 
     def evaluate(self, alpha: float) -> dict[str, tuple[float, list[str]]]:
         """``{domain: (accuracy, predictions)}`` of the WiSE-FT model at ``alpha`` (cached)."""
@@ -293,18 +371,15 @@ class WiseFTExplorer(_Panel):
     def run(self) -> dict[str, float] | None:
         """Evaluate at the slider's alpha and redraw; returns ``{domain: accuracy}``."""
         alpha = float(self.slider.value)
+        if round(alpha, 6) not in self._cache:  # seconds of work: say so, not a stale figure
+            self.say(f"Evaluating alpha = {alpha:.1f} on every domain...", error=False)
         try:
             results = self.evaluate(alpha)
         except Exception as error:  # noqa: BLE001 - an explorer shows problems, it never crashes
-            self.say(f"Could not evaluate alpha={alpha:g}: {type(error).__name__}: {error}")
+            self.fail(f"Could not evaluate alpha={alpha:g}: {type(error).__name__}: {error}")
             return None
+        self.show(self.figure(alpha, results))
         self.say("  |  ".join(f"{name}: {acc:.1%}" for name, (acc, _) in results.items()), error=False)
-        fig = self.figure(alpha, results)
-        from IPython.display import display
-
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(fig)
         return {name: acc for name, (acc, _) in results.items()}
 
     def figure(self, alpha: float, results: Mapping[str, tuple[float, list[str]]]) -> Figure:

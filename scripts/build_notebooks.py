@@ -8,6 +8,13 @@ The percent-format ``.py`` file is the source: its cells replace the ``.ipynb``'
 in the course's one kernel environment (``course.teach.kernelenv``: offline, pocket, a throw-away
 progress file, no progress bars) with cwd ``notebooks/``, so the stored outputs are what a learner
 sees on the pocket model, and nobody's progress is touched.
+
+The stored ``kernelspec`` is the installed kernel's (``course.labsettings.kernel_metadata``) and
+``language_info`` is what the kernel reported: JupyterLab rewrites both when it opens a notebook,
+and any difference marks a notebook modified before the learner touched it. Widget state is not
+stored, for the same reason: JupyterLab's widget manager, set to save widget state, marks a
+notebook modified for every widget it restores from the file. Widgets display with static copies
+(plain text, HTML) that every viewer shows until the notebook runs.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))  # this checkout's course, whatever is installed
 
+from course.labsettings import kernel_metadata
 from course.teach.kernelenv import kernel_env
 
 
@@ -38,6 +46,7 @@ def sync(py: Path) -> Path:
 
     nb = jupytext.read(py)
     nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+    nb.metadata["kernelspec"] = kernel_metadata()["kernelspec"]
     nb.metadata["jupytext"].pop("text_representation", None)
     target = py.with_suffix(".ipynb")
     jupytext.write(nb, target, fmt="ipynb")
@@ -58,6 +67,11 @@ def execute(path: Path, timeout: int = 600) -> float:
               if o.output_type == "error"]
     if errors:
         raise RuntimeError(f"{path.name}: {errors[0].ename}: {errors[0].evalue}")
+    nb.metadata["kernelspec"] = kernel_metadata()["kernelspec"]  # language_info: the kernel's
+    # Without widget state (nbclient's store_widget_state=False fails on Output widgets): with it,
+    # JupyterLab's widget manager, set to save widget state as `course lab` sets it up, marks the
+    # notebook modified as it opens; and static viewers then show the bundles' HTML copies.
+    nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
     return seconds
 

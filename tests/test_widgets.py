@@ -153,3 +153,87 @@ def test_wise_ft_explorer_reports_problems_instead_of_raising(pocket, explorer, 
         WiseFTExplorer(pocket, pocket, shapes.SHAPES, {})
     with pytest.raises(ValueError, match="2 images and 1 labels"):
         WiseFTExplorer(pocket, pocket, shapes.SHAPES, {"clean": ([1, 2], ["circle"])})
+
+
+# -- what a learner sees: the first result at once, no stale chart, readable copies ----------------
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def _assert_readable_bundle(panel, title, *words):
+    bundle = panel._repr_mimebundle_()
+    assert bundle[WIDGET_VIEW]["model_id"] == panel.widget.model_id  # the live widget
+    text, html = bundle["text/plain"], bundle["text/html"]
+    assert text.startswith(title) and "run the notebook" in text
+    assert "VBox(" not in text and "children=" not in text  # not the raw widget repr
+    assert title in html and "<script" not in html
+    for word in words:  # "name: value" rows are "<b>name</b>: value" in the HTML copy
+        assert word in text and word.split(": ")[-1] in html
+    return bundle
+
+
+def test_playground_shows_its_first_result_at_once(playground):
+    assert playground.view is not None  # built with labels: classified without a click
+    assert "pocket: 2 label(s)" in playground.message.value
+    html = _assert_readable_bundle(playground, "Zero-shot playground", "red circle, blue square",
+                                   "pocket: 2 label(s)")["text/html"]
+    assert html.count('<img src="data:image/png;base64,') == 1  # the chart, as a static copy
+
+
+def test_playground_without_labels_starts_with_a_hint_not_an_error(pocket):
+    panel = ZeroShotPlayground(pocket, {"shape": shapes.generate(1, seed=2).images[0]})
+    assert panel.view is None and "press classify" in panel.message.value
+    assert "#a50e0e" not in panel.message.value  # grey, not red
+    assert "<img" not in panel._repr_mimebundle_()["text/html"]
+
+
+def test_playground_error_clears_the_previous_chart(playground, monkeypatch):
+    cleared = []
+    monkeypatch.setattr(playground.output, "clear_output", lambda *a, **k: cleared.append(k))
+    assert playground.view is not None
+    playground.labels.value = " , "
+    assert playground.run() is None
+    assert cleared and playground.view is None
+    bundle = _assert_readable_bundle(playground, "Zero-shot playground", "at least one label")
+    assert "<img" not in bundle["text/html"]
+    assert "Traceback" not in bundle["text/plain"]
+
+
+def test_search_box_shows_its_first_result_at_once(search_box):
+    box, _ = search_box
+    assert box.view is not None and "3 best of 12" in box.message.value
+    _assert_readable_bundle(box, "Search box", "a red circle", "3 best of 12")
+    box.query.value = " "
+    assert box.view is None and "Type a query" in box.message.value  # and the gallery is gone
+
+
+def test_search_box_without_a_query_starts_with_a_hint(pocket, search_box):
+    box, data = search_box
+    empty = SearchBox(pocket, box.index, data.images)
+    assert empty.view is None and "Type a query and press Enter" in empty.message.value
+    assert "#a50e0e" not in empty.message.value
+
+
+def test_wise_ft_explorer_shows_its_first_alpha_and_clears_on_problems(pocket, explorer,
+                                                                       monkeypatch):
+    explorer.slider.value = 0.0
+    assert explorer.view is not None
+    _assert_readable_bundle(explorer, "WiSE-FT explorer", "alpha: 0.0", "clean:")
+    said = []
+    monkeypatch.setattr(explorer, "say", lambda text, error=True: said.append(text))
+    explorer.slider.value = 0.6  # not evaluated yet: the learner is told it is working
+    assert said[0].startswith("Evaluating alpha = 0.6") and said[-1].startswith("clean:")
+    said.clear()
+    explorer.slider.value = 0.0  # remembered: no message in between
+    assert len(said) == 1 and said[0].startswith("clean:")
+    monkeypatch.undo()
+    monkeypatch.setattr(explorer, "evaluate", lambda alpha: 1 / 0)
+    explorer.slider.value = 0.3
+    assert explorer.view is None and "ZeroDivisionError" in explorer.message.value
+
+
+def test_static_copy_escapes_what_was_typed(pocket):
+    panel = ZeroShotPlayground(pocket, {"shape": shapes.generate(1, seed=2).images[0]},
+                               labels="<b>x</b>, <script>")
+    html = panel._repr_mimebundle_()["text/html"]
+    assert "<script>" not in html and "&lt;script&gt;" in html

@@ -1,0 +1,104 @@
+"""What JupyterLab needs from the course, in one place: its settings and the notebooks' kernel.
+
+Settings (``OVERRIDES``, written by :func:`write_overrides`) are defaults a learner can still
+change under Settings:
+
+* widget state is saved in the notebook: a saved notebook reopened (or a tab JupyterLab restores)
+  shows each widget's last view instead of "Error displaying widget: model not found";
+* no news and no update checks: the course works offline, and a pop-up asking to fetch news is
+  the first thing a learner would otherwise see.
+
+Kernel metadata (:func:`kernel_metadata`): JupyterLab rewrites a notebook's ``kernelspec`` and
+``language_info`` to the running kernel's when it opens, and a notebook whose stored values
+differ opens already marked as modified (closing it untouched then asks to save). The build
+stores these values; :func:`fit_to_kernel` updates a copied notebook for this machine's Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+#: JupyterLab settings defaults, by plugin id (written to ``overrides.d/course.json``).
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
+                                                     "checkForUpdates": False},
+}
+
+#: The server side of "no news, no update checks": nothing is fetched even if asked.
+SERVER_OPTIONS = [
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+]
+
+OVERRIDES_FILE = Path("overrides.d") / "course.json"
+
+
+def default_app_settings_dir() -> Path:
+    """The app settings folder JupyterLab uses when not told otherwise (may not exist)."""
+    from jupyterlab.commands import get_app_dir
+
+    return Path(get_app_dir()) / "settings"
+
+
+def write_overrides(app_settings_dir: str | os.PathLike[str]) -> list[str]:
+    """Write the course's settings into ``app_settings_dir``; return the JupyterLab options.
+
+    The folder replaces JupyterLab's own app settings folder, so whatever that holds (an
+    administrator's ``overrides.json``, say) is copied in first and keeps working; the course's
+    file only adds defaults beside it. Safe to call on every start.
+
+    Args:
+        app_settings_dir: a folder the course owns, e.g. under the learner's workspace.
+
+    Returns:
+        Command-line options for ``jupyter lab`` (``--LabApp.app_settings_dir=...`` and the
+        server's no-news options).
+    """
+    target = Path(app_settings_dir).expanduser().resolve()
+    source = default_app_settings_dir()
+    if source.is_dir() and source.resolve() != target:
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    path = target / OVERRIDES_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(OVERRIDES, indent=2) + "\n", encoding="utf-8")
+    return [f"--LabApp.app_settings_dir={target}", *SERVER_OPTIONS]
+
+
+def kernel_metadata(kernel_name: str = "python3") -> dict[str, dict[str, Any]]:
+    """``{"kernelspec": ..., "language_info": ...}`` as JupyterLab stores them for this Python.
+
+    The kernelspec is the installed one JupyterLab starts (``display_name`` included: ipykernel's
+    is "Python 3 (ipykernel)"); ``language_info`` is what that kernel reports, which depends on
+    the Python version (the kernel runs on the Python that runs JupyterLab).
+    """
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    return {
+        "kernelspec": {"display_name": spec.display_name, "language": spec.language,
+                       "name": kernel_name},
+        "language_info": json.loads(json.dumps(IPythonKernel.language_info)),
+    }
+
+
+def fit_to_kernel(path: str | os.PathLike[str], kernel_name: str = "python3") -> bool:
+    """Give the notebook at ``path`` this machine's kernel metadata; True if it changed.
+
+    Meant for fresh copies of the shipped notebooks (built on another Python, they would open
+    marked as modified); nothing but those two metadata entries is touched.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    wanted = kernel_metadata(kernel_name)
+    if all(nb.metadata.get(key) == value for key, value in wanted.items()):
+        return False
+    nb.metadata.update(wanted)
+    nbformat.write(nb, path)
+    return True
