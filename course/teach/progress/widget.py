@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from course.display import GREY, WIDGET_VIEW, widget_bundle  # noqa: F401 - WIDGET_VIEW: tests
 from course.teach.progress.store import (
     ProgressStore,
     item_done,
@@ -29,8 +30,6 @@ from course.teach.progress.store import (
 )
 
 NO_WIDGETS_ENV = "COURSE_NO_WIDGETS"
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-_GREY = "color: var(--jp-ui-font-color2, #6b6b6b); font-size: 0.85em"
 
 #: The latest tracker of each notebook and file: re-running the cell replaces the checklist shown,
 #: so earlier trackers need no refreshing (and their widgets would keep them alive forever).
@@ -216,7 +215,7 @@ class ProgressTracker:
         rows = []
         for item, done in state:
             mark = "&#9745;" if done else "&#9744;"  # ballot box with / without check
-            note = (f'<br><span style="{_GREY}; margin-left: 1.6em">'
+            note = (f'<br><span style="{GREY}; margin-left: 1.6em">'
                     f"{html.escape(item.note(done))}</span>" if item.exercise else "")
             rows.append(f'<li style="margin: 0.15em 0">{mark} {html.escape(item.text)}{note}</li>')
         status = (f'<div style="color: #b3261e">&#9888; {html.escape(self._status_text())}</div>'
@@ -226,7 +225,7 @@ class ProgressTracker:
                 f"({done_count} of {len(state)} done)"
                 f'<ul style="list-style: none; padding-left: 0.4em; margin: 0.3em 0">'
                 f"{''.join(rows)}</ul>{status}"
-                f'<div style="{_GREY}">A saved copy of the checklist as it was when this cell '
+                f'<div style="{GREY}">A saved copy of the checklist as it was when this cell '
                 "ran: run the cell to tick items.</div></div>")
 
     def __repr__(self) -> str:
@@ -238,16 +237,12 @@ class ProgressTracker:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """The live widget where there is one, always with plain-text and HTML copies."""
         state = self.state()
-        bundle: dict[str, Any] = {"text/plain": self._text(state), "text/html": self._html(state)}
         try:
             widget = self.widget(state)
-            if widget is not None:
-                view = (widget._repr_mimebundle_() or {}).get(WIDGET_VIEW)
-                if view:
-                    bundle[WIDGET_VIEW] = view
         except Exception as error:  # noqa: BLE001 - a broken widget install: the copies show
             warn(f"the progress checklist widget failed ({error}); showing a copy instead")
-        return bundle
+            widget = None
+        return widget_bundle(widget, self._text(state), self._html(state))
 
     # -- the live widget ------------------------------------------------------------------------
     def widget(self, state: list[tuple[Item, bool]] | None = None) -> Any | None:
@@ -284,7 +279,7 @@ class ProgressTracker:
 
     @staticmethod
     def _note_html(item: Item, done: bool) -> str:
-        return f'<span style="{_GREY}">{html.escape(item.note(done))}</span>'
+        return f'<span style="{GREY}">{html.escape(item.note(done))}</span>'
 
     def _show_status(self) -> None:
         if self._status is not None:
