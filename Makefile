@@ -1,22 +1,60 @@
 # Set-up for a fresh machine is two commands (see README.md):
-#   make lab    install the course and start JupyterLab on notebooks/
-#   make test   install the course with its test extras and run the whole test suite
-# DEVELOPERS.md explains the torch step.
+#   make lab    install the course and start JupyterLab on the learner's copies of the notebooks
+#   make test   install the course with its test tools, lint, type-check and run the test suite
+# DEVELOPERS.md explains the virtual environment and the torch step.
 
 PYTHON ?= python3
 # Installed only when `import torch` fails. The pinned version is a CPU build that this machine
 # has on local disk; a bare `torch` requirement would pull a multi-GB CUDA build instead.
 # Elsewhere pick your own, e.g. `make lab TORCH=torch`.
 TORCH ?= torch==2.13.0
+# Used when $(PYTHON) is not already in a virtualenv or conda environment: Debian, Ubuntu and
+# Homebrew pythons refuse `pip install` outside one (PEP 668, "externally-managed-environment").
+VENV ?= .venv
 
-.PHONY: install lab test
+# True inside a venv/virtualenv (a prefix of its own) or a conda environment (conda-meta/).
+IN_ENV := $(shell $(PYTHON) -c "import os, sys; print(sys.prefix != sys.base_prefix \
+    or hasattr(sys, 'real_prefix') or os.path.isdir(os.path.join(sys.prefix, 'conda-meta')))" \
+    2>/dev/null)
+ifeq ($(IN_ENV),)
+$(error Cannot run $(PYTHON). Install Python 3.10 to 3.13, or name yours: PYTHON=python3.12)
+endif
+ifeq ($(IN_ENV),True)
+PY := $(PYTHON)
+ENV_PYTHON :=
+else
+ifeq ($(OS),Windows_NT)
+PY := $(VENV)/Scripts/python.exe
+else
+PY := $(VENV)/bin/python
+endif
+ENV_PYTHON := $(PY)
+endif
 
-install:
-	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "$(TORCH)"
-	$(PYTHON) -m pip install -e ".[test]"
+VENV_FAILED := make: could not create a virtual environment with '$(PYTHON) -m venv' (on Debian \
+    or Ubuntu: sudo apt install python3-venv); or activate one of your own and run make again.
+
+.PHONY: torch install install-test lab test
+
+$(VENV)/bin/python $(VENV)/Scripts/python.exe:
+	@echo "$(PYTHON) -m venv $(VENV)"
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "$(VENV_FAILED)" >&2; exit 1; }
+
+torch: $(ENV_PYTHON)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)"
+
+# What a learner needs: the course and JupyterLab, no test or instructor tools.
+install: torch
+	$(PY) -m pip install -e .
+
+# The test tools too (pytest, nbval, ruff, mypy, selenium, and nbgrader, which the tests drive).
+install-test: torch
+	$(PY) -m pip install -e ".[test]"
 
 lab: install
-	$(PYTHON) -m course lab
+	$(PY) -m course lab
 
-test: install
-	$(PYTHON) -m pytest
+test: install-test
+	$(PY) -m ruff check .
+	$(PY) -m mypy course
+	$(PY) -m pytest
