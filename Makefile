@@ -31,14 +31,21 @@ endif
 ENV_PYTHON := $(PY)
 endif
 
+# e.g. VENV_FLAGS=--system-site-packages to reuse what $(PYTHON) has (a GPU torch on Colab)
+VENV_FLAGS ?=
+VENV_CMD = $(strip $(PYTHON) -m venv $(VENV_FLAGS) $(VENV))
+# Without ensurepip (Debian or Ubuntu without python3-venv) the venv gets pip from $(PYTHON)'s.
+VENV_WITHOUT_ENSUREPIP = rm -rf $(VENV) && $(PYTHON) -m venv --without-pip $(VENV_FLAGS) $(VENV) \
+    && $(PYTHON) -m pip --python $(PY) install --quiet pip
 VENV_FAILED := make: could not create a virtual environment with '$(PYTHON) -m venv' (on Debian \
     or Ubuntu: sudo apt install python3-venv); or activate one of your own and run make again.
+VENV_GIVE_UP = { rm -rf $(VENV); echo "$(VENV_FAILED)" >&2; exit 1; }
 
 .PHONY: torch install install-test lab test
 
 $(VENV)/bin/python $(VENV)/Scripts/python.exe:
-	@echo "$(PYTHON) -m venv $(VENV)"
-	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "$(VENV_FAILED)" >&2; exit 1; }
+	@echo "$(VENV_CMD)"
+	@$(VENV_CMD) 2>/dev/null || ($(VENV_WITHOUT_ENSUREPIP)) || $(VENV_GIVE_UP)
 
 torch: $(ENV_PYTHON)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH)"
