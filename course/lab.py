@@ -254,7 +254,7 @@ def run_lab(
     try:
         update = prepare_workspace(workspace)
         command = lab_command(update.workspace, port=port, token=token, no_browser=no_browser)
-    except (WorkspaceError, OSError) as err:
+    except (WorkspaceError, OSError, ValueError) as err:  # ValueError: a damaged course notebook
         print(f"course lab: {err}", file=sys.stderr)
         return 2
     if update.message():
@@ -293,7 +293,7 @@ def run_reset(name: str, workspace: str | os.PathLike[str] | None = None, *, yes
             return 1
     try:
         backup = reset_notebook(notebook.name, root, source=source)
-    except (WorkspaceError, OSError) as err:
+    except (WorkspaceError, OSError, ValueError) as err:
         print(f"course lab: {err}", file=sys.stderr)
         return 2
     kept = f"; your version is kept as {backup}" if backup else ""
