@@ -22,6 +22,7 @@ endif
 ifeq ($(IN_ENV),True)
 PY := $(PYTHON)
 ENV_PYTHON :=
+RUN :=
 else
 ifeq ($(OS),Windows_NT)
 PY := $(VENV)/Scripts/python.exe
@@ -29,7 +30,11 @@ else
 PY := $(VENV)/bin/python
 endif
 ENV_PYTHON := $(PY)
+# The tests and the lab run as if the venv were activated: nbgrader runs `alembic` by name, and
+# a terminal opened in the lab finds `course` and `python`.
+RUN := PATH="$(abspath $(dir $(PY))):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))"
 endif
+RUN_PY = $(strip $(RUN) $(PY))
 
 # e.g. VENV_FLAGS=--system-site-packages to reuse what $(PYTHON) has (a GPU torch on Colab)
 VENV_FLAGS ?=
@@ -59,9 +64,9 @@ install-test: torch
 	$(PY) -m pip install -e ".[test]"
 
 lab: install
-	$(PY) -m course lab
+	$(RUN_PY) -m course lab
 
 test: install-test
-	$(PY) -m ruff check .
-	$(PY) -m mypy course
-	$(PY) -m pytest
+	$(RUN_PY) -m ruff check .
+	$(RUN_PY) -m mypy course
+	$(RUN_PY) -m pytest
