@@ -28,11 +28,16 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check that this machine can run the course")
     doctor.set_defaults(run=_doctor)
 
-    lab = sub.add_parser("lab", help="start JupyterLab on the course notebooks")
-    lab.add_argument("--dir", default=None, help="folder to serve (default: the notebooks/ folder)")
+    lab = sub.add_parser("lab", help="start JupyterLab on your copies of the course notebooks")
+    lab.add_argument("--dir", default=None,
+                     help="your workspace folder (default: ~/clip-course-notebooks)")
     lab.add_argument("--port", type=int, default=None, help="port to listen on (127.0.0.1 only)")
     lab.add_argument("--token", default=None, help="access token (default: a random one)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    lab.add_argument("--reset", metavar="NOTEBOOK", default=None,
+                     help="put the course's version of NOTEBOOK (e.g. 04) back in your workspace, "
+                          "keeping yours as a backup, and exit (asks first)")
+    lab.add_argument("--yes", action="store_true", help="do not ask before --reset")
     lab.set_defaults(run=_lab)
 
     train = sub.add_parser("train-pocket", help="train the pocket CLIP from scratch")
@@ -61,8 +66,10 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from course.lab import run_lab
+    from course.lab import run_lab, run_reset
 
+    if args.reset is not None:
+        return run_reset(args.reset, args.dir, yes=args.yes)
     return run_lab(args.dir, port=args.port, token=args.token, no_browser=args.no_browser)
 
 

@@ -38,9 +38,19 @@ def test_lab_arguments_reach_run_lab(monkeypatch):
     assert calls == [("somewhere", {"port": 9999, "token": "t", "no_browser": True})]
 
 
-def test_lab_with_a_missing_folder_is_a_clear_error(tmp_path, capsys):
-    assert cli.main(["lab", "--dir", str(tmp_path / "missing")]) == 2
-    assert "missing is not a folder" in capsys.readouterr().err
+def test_lab_reset_reaches_run_reset(monkeypatch):
+    calls = []
+    monkeypatch.setattr("course.lab.run_reset", lambda *a, **k: calls.append((a, k)) or 0)
+    monkeypatch.setattr("course.lab.run_lab", lambda *a, **k: pytest.fail("must not start"))
+    assert cli.main(["lab", "--reset", "04", "--dir", "somewhere", "--yes"]) == 0
+    assert calls == [(("04", "somewhere"), {"yes": True})]
+
+
+def test_lab_on_a_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert cli.main(["lab", "--dir", str(tmp_path / "a-file")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("course lab: ") and "a-file is not a folder" in err
 
 
 def test_doctor_exit_code_is_the_command_exit_code(monkeypatch):

@@ -30,12 +30,13 @@ def test_images_are_normalised_float32_cpu(pocket, data):
 def test_matches_the_models_own_forward(pocket, data):
     """The embeddings are exactly the normalised image_embeds/text_embeds of CLIPModel.forward."""
     inputs = pocket.processor(text=data.captions, images=data.images, padding=True, truncation=True,
-                              return_tensors="pt")
+                              return_tensors="pt").to(pocket.device)
     with torch.no_grad():
         out = pocket.model(**inputs)
-    torch.testing.assert_close(encode_images(pocket, data.images), out.image_embeds,
+    # encode_* return CPU tensors whatever the model's device
+    torch.testing.assert_close(encode_images(pocket, data.images), out.image_embeds.cpu(),
                                atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(encode_texts(pocket, data.captions), out.text_embeds,
+    torch.testing.assert_close(encode_texts(pocket, data.captions), out.text_embeds.cpu(),
                                atol=1e-5, rtol=1e-4)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,10 +149,14 @@ def test_solve_refuses_an_nbgrader_notebook_with_a_clear_message(tmp_path, capsy
 
 
 def _nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
+    # nbgrader runs `alembic` by name: the interpreter's scripts must be on PATH even when its
+    # environment was not activated (e.g. `.venv/bin/python -m pytest`).
+    scripts = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
     done = subprocess.run(
         [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={root}",
          f"--CourseDirectory.db_url=sqlite:///{root / 'gradebook.db'}"],
-        cwd=root, capture_output=True, text=True, timeout=600, check=False)
+        cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 

@@ -49,11 +49,11 @@ def test_equals_loop_and_paper_formula(temperature):
 def test_equals_transformers_clipmodel_loss(pocket):
     data = shapes.generate(16, seed=5)
     inputs = pocket.processor(text=data.captions, images=data.images, padding=True, truncation=True,
-                              return_tensors="pt")
+                              return_tensors="pt").to(pocket.device)
     model = pocket.model
     original = model.logit_scale.detach().clone()
     try:
-        for scale in (original, torch.tensor(math.log(1 / 0.2))):
+        for scale in (original, torch.tensor(math.log(1 / 0.2), device=original.device)):
             with torch.no_grad():
                 model.logit_scale.copy_(scale)
                 out = model(**inputs, return_loss=True)

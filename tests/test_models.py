@@ -25,8 +25,11 @@ def pocket():
 
 
 def test_pocket_loads_by_name_in_eval_mode(pocket):
+    from course.models import choose_device
+
     assert pocket.name == "pocket"
-    assert pocket.device == torch.device("cpu")
+    assert pocket.device == choose_device()  # a GPU when there is one
+    assert next(pocket.model.parameters()).device.type == pocket.device.type
     assert not pocket.model.training
     assert type(pocket.model).__name__ == "CLIPModel"
     assert isinstance(pocket.processor.image_processor, image_processor_class())
@@ -47,22 +50,29 @@ def test_loading_shows_no_torchvision_fallback_warning():
     assert "Warning" not in out.stderr
 
 
+def test_pocket_loads_on_the_device_asked_for():
+    on_cpu = course.load_clip("pocket", device="cpu")
+    assert on_cpu.device == torch.device("cpu")
+    assert {p.device.type for p in on_cpu.model.parameters()} == {"cpu"}
+
+
 def test_copied_folder_loads_with_plain_transformers(tmp_path, pocket):
     from transformers import AutoProcessor, CLIPModel
 
     folder = tmp_path / "my-clip"
     shutil.copytree(POCKET_DIR, folder)
-    model = CLIPModel.from_pretrained(folder)
+    model = CLIPModel.from_pretrained(folder)  # plain transformers: on the CPU
     processor = AutoProcessor.from_pretrained(folder)
     inputs = processor(text=["a red circle"], return_tensors="pt", padding=True, truncation=True)
+    ours_on_cpu = course.load_clip("pocket", device="cpu")  # same device: an exact comparison
     with torch.inference_mode():
         plain = unwrap_features(model.get_text_features(**inputs))
-        ours = unwrap_features(pocket.model.get_text_features(**inputs))
+        ours = unwrap_features(ours_on_cpu.model.get_text_features(**inputs))
     torch.testing.assert_close(plain, ours)
 
     again = course.load_clip(str(folder))
     assert again.name == str(folder)
-    torch.testing.assert_close(again.model.logit_scale, pocket.model.logit_scale)
+    torch.testing.assert_close(again.model.logit_scale.cpu(), pocket.model.logit_scale.cpu())
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
@@ -123,12 +133,15 @@ def test_unwrap_features_handles_v4_tensors_and_v5_outputs():
         unwrap_features(SimpleNamespace(last_hidden_state=t))
 
 
-def test_choose_device_defaults_to_cpu_here_and_accepts_a_name():
+def test_choose_device_prefers_a_gpu_and_accepts_a_name(monkeypatch):
     from course.models import choose_device
 
     assert choose_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else choose_device().type
-    assert choose_device().type == expected
+    if not torch.cuda.is_available():
+        assert choose_device().type in {"cpu", "mps"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert choose_device() == torch.device("cuda")
+    assert choose_device("cpu") == torch.device("cpu")  # asked for: even with a GPU
 
 
 def test_pocket_dir_ships_inside_the_package():

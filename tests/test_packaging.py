@@ -35,9 +35,28 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def _pip_requirements() -> list[Requirement]:
+def _requirements(extra: str | None = None) -> list[Requirement]:
+    """The base dependencies, or an extra's, with the package's own extras expanded."""
     project = _pyproject()["project"]
-    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    listed = project["dependencies"] if extra is None else project["optional-dependencies"][extra]
+    found = []
+    for text in listed:
+        requirement = Requirement(text)
+        if _norm(requirement.name) == _norm(project["name"]):  # e.g. clip-course[instructor]
+            for inner in sorted(requirement.extras):
+                found += _requirements(inner)
+        else:
+            found.append(requirement)
+    return found
+
+
+def _all_requirements() -> list[Requirement]:
+    extras = _pyproject()["project"]["optional-dependencies"]
+    return _requirements() + [r for extra in extras for r in _requirements(extra)]
+
+
+def _names(requirements: list[Requirement]) -> set[str]:
+    return {_norm(r.name) for r in requirements}
 
 
 def _conda_specs() -> dict[str, str]:
@@ -59,8 +78,9 @@ def _minimum(spec: str) -> str | None:
     return found[0] if found else None
 
 
-def test_same_dependency_names_in_both_files():
-    pip_names = {_norm(r.name) for r in _pip_requirements()}
+def test_environment_yml_is_the_learners_install():
+    """environment.yml holds exactly the base dependencies, like `make lab`'s pip install."""
+    pip_names = _names(_requirements())
     conda_names = set(_conda_specs()) - CONDA_ONLY
     assert pip_names == conda_names, (
         f"only in pyproject: {sorted(pip_names - conda_names)}; "
@@ -70,10 +90,40 @@ def test_same_dependency_names_in_both_files():
 
 def test_same_minimum_versions_in_both_files():
     conda = _conda_specs()
-    for requirement in _pip_requirements():
-        pip_min = _minimum(str(requirement.specifier))
-        assert pip_min, f"{requirement} needs a minimum version (>=)"
-        assert _minimum(conda[_norm(requirement.name)]) == pip_min, requirement.name
+    for requirement in _requirements():
+        assert _minimum(conda[_norm(requirement.name)]) == _minimum(str(requirement.specifier)), (
+            requirement.name)
+
+
+def test_every_requirement_has_a_minimum_version():
+    for requirement in _all_requirements():
+        assert _minimum(str(requirement.specifier)), f"{requirement} needs a minimum version (>=)"
+
+
+def test_learners_get_no_test_or_instructor_tools():
+    """nbgrader and the test tools would show up in a learner's JupyterLab: extras only."""
+    base = _names(_requirements())
+    instructor, test = _names(_requirements("instructor")), _names(_requirements("test"))
+    assert instructor == {"nbgrader"}
+    assert instructor <= test  # the tests drive nbgrader
+    assert {"pytest", "nbval", "jupytext", "ruff", "mypy", "selenium"} <= test
+    assert not (instructor | test) & base
+    assert not (instructor | test) & set(_conda_specs())
+
+
+def test_the_minimum_versions_the_code_relies_on():
+    minimum = {_norm(r.name): _minimum(str(r.specifier)) for r in _all_requirements()}
+    assert minimum["tqdm"] == "4.66"  # TQDM_DISABLE, set by the kernel environment
+    assert _conda_specs()["tqdm"] == ">=4.66"
+    assert minimum["selenium"] == "4.20"
+
+
+def test_license_is_an_spdx_expression():
+    pyproject = _pyproject()
+    assert pyproject["project"]["license"] == "MIT"
+    build = [Requirement(r) for r in pyproject["build-system"]["requires"]]
+    setuptools = next(r for r in build if r.name == "setuptools")
+    assert _minimum(str(setuptools.specifier)) == "77"  # the first to accept the string form
 
 
 def test_same_python_range():
@@ -83,8 +133,7 @@ def test_same_python_range():
 
 
 def test_no_torchvision_anywhere():
-    names = {_norm(r.name) for r in _pip_requirements()} | set(_conda_specs())
-    assert "torchvision" not in names
+    assert "torchvision" not in _names(_all_requirements()) | set(_conda_specs())
 
 
 def test_environment_installs_the_package_itself():
@@ -95,7 +144,7 @@ def test_environment_installs_the_package_itself():
 
 
 def test_installed_versions_satisfy_pyproject():
-    for requirement in _pip_requirements():
+    for requirement in _requirements() + _requirements("test"):
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
         version = metadata.version(requirement.name)
@@ -140,24 +189,70 @@ def test_readme_setup_shows_exactly_two_commands():
     assert commands == ["make lab", "make test"]
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_makefile_targets_do_what_the_readme_says():
+def _dry_run(*args: str) -> list[str]:
+    """The commands `make -n ARGS` would run."""
     # Under `make test` this runs inside make: drop the parent's flags so the output is plain.
     env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    result = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, check=True)
+    return result.stdout.splitlines()
 
-    def dry_run(*args: str) -> list[str]:
-        result = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=ROOT, env=env,
-                                capture_output=True, text=True, check=True)
-        return result.stdout.splitlines()
 
-    install = [
-        'py -c "import torch" 2>/dev/null || py -m pip install "torch==2.13.0"',
-        'py -m pip install -e ".[test]"',
-    ]
-    assert dry_run("install", "PYTHON=py") == install
-    assert dry_run("lab", "PYTHON=py") == install + ["py -m course lab"]
-    assert dry_run("test", "PYTHON=py") == install + ["py -m pytest"]
-    assert 'pip install "torch"' in dry_run("install", "TORCH=torch")[0]
+def _is_conda(prefix: str) -> bool:
+    return os.path.isdir(os.path.join(prefix, "conda-meta"))
+
+
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+@needs_make
+@pytest.mark.skipif(sys.prefix == sys.base_prefix and not _is_conda(sys.prefix),
+                    reason="the tests are not running in a virtualenv or conda environment")
+def test_makefile_installs_into_the_active_environment():
+    py = sys.executable
+    torch = f'{py} -c "import torch" 2>/dev/null || {py} -m pip install "torch==2.13.0"'
+    assert _dry_run("lab", f"PYTHON={py}") == [
+        torch, f"{py} -m pip install -e .", f"{py} -m course lab"]
+    assert _dry_run("test", f"PYTHON={py}") == [
+        torch, f'{py} -m pip install -e ".[test]"',
+        f"{py} -m ruff check .", f"{py} -m mypy course", f"{py} -m pytest"]
+    assert 'pip install "torch"' in _dry_run("install", f"PYTHON={py}", "TORCH=torch")[0]
+
+
+@needs_make
+@pytest.mark.skipif(os.name != "posix", reason="the venv's python is elsewhere on Windows")
+def test_makefile_creates_a_venv_for_a_system_python(tmp_path):
+    """Debian's, Ubuntu's or Homebrew's python refuses `pip install` (PEP 668): use a venv."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    if (base == sys.executable and sys.prefix != sys.base_prefix) or _is_conda(
+            sys.base_prefix):
+        pytest.skip("no python outside a virtualenv or conda environment to try")
+    venv = tmp_path / "venv"
+    lines = _dry_run("test", f"PYTHON={base}", f"VENV={venv}")
+    assert lines[0] == f'echo "{base} -m venv {venv}"'
+    assert lines[1].startswith(f"{base} -m venv {venv} 2>/dev/null || ")
+    # no ensurepip (Debian without python3-venv): a venv without pip, given pip by base's pip
+    assert f"{base} -m venv --without-pip" in lines[1]
+    assert f"{base} -m pip --python {venv}/bin/python install" in lines[1]
+    assert "apt install python3-venv" in lines[1]  # what to do when nothing worked
+    py = f"{venv}/bin/python"
+    # the tests and the lab run as if the venv were activated (nbgrader runs `alembic` by name)
+    run = f'PATH="{venv}/bin:$PATH" VIRTUAL_ENV="{venv}" {py}'
+    assert lines[2:] == [
+        f'{py} -c "import torch" 2>/dev/null || {py} -m pip install "torch==2.13.0"',
+        f'{py} -m pip install -e ".[test]"',
+        f"{run} -m ruff check .", f"{run} -m mypy course", f"{run} -m pytest"]
+    assert _dry_run("lab", f"PYTHON={base}", f"VENV={venv}")[-2:] == [
+        f"{py} -m pip install -e .", f"{run} -m course lab"]
+
+
+@needs_make
+def test_makefile_names_a_missing_python(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    result = subprocess.run(["make", "-n", "test", f"PYTHON={tmp_path / 'no-python'}"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert f"Cannot run {tmp_path / 'no-python'}" in result.stderr
 
 
 def test_every_name_in_the_readme_package_table_exists():
