@@ -22,6 +22,8 @@ def similarity_heatmap(
     *,
     title: str = "cosine similarity",
     annotate: bool | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
 ) -> Figure:
     """Image-text similarity matrix (rows: images, columns: texts) with thumbnails and captions.
 
@@ -31,6 +33,9 @@ def similarity_heatmap(
         texts: one caption per column, written under it.
         title: figure title.
         annotate: print each value in its cell (default: when the matrix is at most 12 x 12).
+        vmin, vmax: the colour scale's ends (default: the matrix's own minimum and maximum,
+            which makes small differences look large; ``-1, 1`` shows cosines on their full
+            range).
     """
     import matplotlib.pyplot as plt
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
@@ -43,10 +48,11 @@ def similarity_heatmap(
     _check_length(texts, cols, "texts", "columns")
     cell = 0.6
     fig, ax = plt.subplots(figsize=(max(4.0, cols * cell + 2.5), max(3.0, rows * cell + 2.5)))
-    im = ax.imshow(sim, cmap="viridis", aspect="equal")
+    im = ax.imshow(sim, cmap="viridis", aspect="equal", vmin=vmin, vmax=vmax)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if annotate if annotate is not None else max(rows, cols) <= 12:
-        mid = (sim.max() + sim.min()) / 2
+        low, high = im.get_clim()
+        mid = (low + high) / 2
         for (i, j), value in np.ndenumerate(sim):
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if value > mid else "white")

@@ -124,7 +124,7 @@ draw_two_towers();
 # | training pairs | 400 million (image, text) pairs collected from the web | procedurally drawn Shapes images with short captions |
 # | vocabulary it has seen | essentially the English of the web | 8 colours, 6 shapes, sizes and positions |
 # | size | about 150 M parameters | about 1.5 M parameters |
-# | training | 32 epochs, batches of 32,768 pairs, hundreds of GPUs for days | minutes on a laptop CPU |
+# | training | 32 epochs, batches of 32,768 pairs, hundreds of GPUs for days | tens of minutes on a laptop CPU |
 #
 # The difference decides everything that follows. CLIP can name a cat, a rocket or a retina
 # because such pictures and words were in its 400 million pairs. Pocket knows exactly one world:
@@ -259,15 +259,63 @@ negative_pairs = None  # replace None with your answer
 ex.q3.check(negative_pairs)
 
 # %% [markdown]
+# ## Summary
+#
+# - A modality is a kind of data with its own structure; a multimodal model relates two or more
+#   of them, most often by asking whether *this* text describes *this* image.
+# - CLIP encodes images and texts with two separate towers, projects both into one space and
+#   normalises them; a pair's score is their cosine.
+# - It learns by picking, in each batch, every image's own caption among all captions (and every
+#   caption's own image): the contrastive objective.
+# - Zero-shot classification turns class names into sentences and picks the closest; it works
+#   only for concepts that pre-training covered, which is why pocket knows shapes and not cats.
+#
+# ## Review questions
+#
+# 1. Is translating English into German a multimodal task? Is writing a caption for a photo?
+#
+# <details><summary>Answer</summary>
+#
+# Translation is not: both sides are text, one modality. Captioning is: an image goes in, text
+# comes out.
+#
+# </details>
+#
+# 2. Why can CLIP's image encoder and text encoder be run separately, at different times?
+#
+# <details><summary>Answer</summary>
+#
+# They never see each other's input: each maps its own input to a vector in the shared space,
+# and only the cosine between the two vectors combines them. Images can be encoded once and
+# compared with any text later.
+#
+# </details>
+#
+# 3. Pocket gives "a cat" a high probability for a photo of a cat. Does pocket recognise cats?
+#
+# <details><summary>Answer</summary>
+#
+# No. It never saw a photo or learned the word; a softmax always puts its probability somewhere,
+# and with four labels one of them wins by chance. Test it on other cat photos, or against
+# labels it cannot know, before believing it.
+#
+# </details>
+#
 # ## Key papers
 #
-# - **Radford et al., 2021**, *Learning Transferable Visual Models From Natural Language
-#   Supervision* (CLIP): contrastive training on 400 M web image-text pairs gives one model that
-#   classifies many datasets zero-shot, with labels written as text.
-# - **Jia et al., 2021**, *ALIGN*: the same recipe on 1.8 B noisier pairs; scale makes up for noise.
-# - **Zhang et al., 2020**, *ConVIRT*: the image-text contrastive objective CLIP builds on, first
-#   used to learn medical image representations from paired radiology reports.
-# - **Dosovitskiy et al., 2021**, *An Image is Worth 16x16 Words* (ViT): the Transformer image
+# - **Radford et al., 2021**, [*Learning Transferable Visual Models From Natural Language
+#   Supervision*](https://arxiv.org/abs/2103.00020) (CLIP): contrastive training on 400 M web
+#   image-text pairs gives one model that classifies many datasets zero-shot, with labels written
+#   as text.
+# - **Jia et al., 2021**, [*Scaling Up Visual and Vision-Language Representation Learning With
+#   Noisy Text Supervision*](https://arxiv.org/abs/2102.05918) (ALIGN): the same recipe on 1.8 B
+#   noisier pairs; scale makes up for noise.
+# - **Zhang et al., 2020**, [*Contrastive Learning of Medical Visual Representations from Paired
+#   Images and Text*](https://arxiv.org/abs/2010.00747) (ConVIRT): the image-text contrastive
+#   objective CLIP builds on, first used to learn medical image representations from paired
+#   radiology reports.
+# - **Dosovitskiy et al., 2021**, [*An Image is Worth 16x16 Words: Transformers for Image
+#   Recognition at Scale*](https://arxiv.org/abs/2010.11929) (ViT): the Transformer image
 #   encoder behind CLIP ViT-B/32 and behind pocket's image tower.
 #
 # ## Progress tracker

@@ -58,9 +58,9 @@ from course.models import image_features, text_features
 
 pairs = [("red", "circle"), ("orange", "square"), ("yellow", "triangle"), ("green", "star"),
          ("blue", "hexagon"), ("purple", "cross"), ("pink", "circle"), ("brown", "square")]
-images = [shapes.render(shapes.ShapeLabel(colour, shape, "large", "center"),
-                        rng=np.random.default_rng(k)) for k, (colour, shape) in enumerate(pairs)]
-captions = [f"a {colour} {shape}" for colour, shape in pairs]
+labels = [shapes.ShapeLabel(colour, shape, "large", "center") for colour, shape in pairs]
+images = [shapes.render(label, rng=np.random.default_rng(k)) for k, label in enumerate(labels)]
+captions = [label.caption() for label in labels]  # "a red circle", "an orange square", ...
 
 pixel_values = preprocess_images(clip, images)
 tokens, _ = tokenize(clip, captions)
@@ -135,10 +135,10 @@ print(np.allclose(cosine_matrix(raw_images.numpy(), raw_texts.numpy()), similari
 similarity_heatmap(similarity, images, captions, title=f"cosine similarity ({clip.name})");
 
 # %% [markdown]
-# Look at the *range* of the values. In the real CLIP, even a perfect caption rarely reaches a
-# cosine of 0.35 with its image, and the right caption may beat a wrong one by a few hundredths
-# (pocket, with its tiny world, can afford larger values). What matters is the **order** within a
-# row, not the absolute value. (The model multiplies cosines by its learned `logit_scale`,
+# Look at the *range* of the values. In the real CLIP, even a perfect caption has a cosine with
+# its image far below 1, and the right caption may beat a wrong one by a few hundredths (pocket,
+# with its tiny world, can afford larger values). What matters is the **order** within a row, not
+# the absolute value. (The model multiplies cosines by its learned `logit_scale`,
 # printed below, before a softmax; notebooks 03 and 04 explain why.)
 
 # %%
@@ -170,7 +170,8 @@ print(f"{hits} of {len(images)} images picked their own caption")
 # colour-shape captions, and we print its three nearest.
 
 # %%
-pool = [f"a {name}" for name in shapes.class_names()]
+pool = [shapes.ShapeLabel(colour, shape, "large", "center").caption()
+        for colour, shape in shapes.ALL_PAIRS]  # the 48 colour-shape captions, class order
 pool_embeds = course.encode_texts(clip, pool)
 for k in [0, 3, 6]:
     scores, idx = (image_embeds[k] @ pool_embeds.T).topk(3)
@@ -212,16 +213,18 @@ embedding_map(data_embeds, [label.shape for label in data.labels],
 
 # %%
 both = torch.cat([image_embeds, text_embeds])
-names = [f"{c} {s}" for c, s in pairs] * 2
+names = [label.classname for label in labels] * 2
+pair_palette = {label.classname: palette[label.color] for label in labels}  # true colours again
 embedding_map(both, names, groups=["image"] * len(images) + ["text"] * len(captions),
-              title=f"images and captions together ({clip.name})");
+              palette=pair_palette, title=f"images and captions together ({clip.name})");
 
 # %% [markdown]
 # ## 5. Why normalise? Dot products mislead
 #
 # Without normalisation, the dot product $\tilde x \cdot \tilde y = \lVert \tilde x \rVert
 # \lVert \tilde y \rVert \cos\theta$ rewards **length** as much as **direction**. A caption whose
-# raw embedding happens to be long wins every image's ranking, whatever it says.
+# raw embedding happens to be long gets a head start in every image's ranking, whatever it says;
+# the longer it is, the more images it takes from the captions that fit them.
 #
 # ### Exercise 3: dot product versus cosine
 #
@@ -263,35 +266,94 @@ print(f"raw caption lengths range from {lengths.min():.2f} to {lengths.max():.2f
       f"the longest is {pool[int(lengths.argmax())]!r}")
 
 # %% [markdown]
-# If the raw lengths are nearly equal, as printed above, the two rankings barely differ, but that
-# is luck, not a guarantee: the loss only ever sees *normalised* vectors, so nothing in training
-# constrains the raw lengths. Suppose one caption's raw embedding were 30% longer, with its
-# direction unchanged:
+# Compare the two accuracies and the spread of the raw lengths printed above: here the rankings
+# barely differ, but that is luck, not a guarantee. The loss only ever sees *normalised* vectors,
+# so nothing in training constrains the raw lengths. Stretch one caption's raw embedding, its
+# direction unchanged, and count the images that rank it first:
 
 # %%
-stretched = raw_pool.clone()
 k = pool.index("a blue square")
-stretched[k] *= 1.3
-by_dot = (raw_data @ stretched.T).argmax(dim=1)
-by_cosine = (data_embeds @ F.normalize(stretched, dim=-1).T).argmax(dim=1)
-print(f"images whose top caption is 'a blue square': by dot product {(by_dot == k).sum()}, "
-      f"by cosine {(by_cosine == k).sum()} (true blue squares: {(truth == k).sum()})")
+print(f"images whose top caption is 'a blue square' (true blue squares: {(truth == k).sum()})")
+for stretch in (1.0, 1.1, 1.3, 1.5, 2.0):
+    stretched = raw_pool.clone()
+    stretched[k] *= stretch
+    by_dot = (raw_data @ stretched.T).argmax(dim=1)
+    by_cosine = (data_embeds @ F.normalize(stretched, dim=-1).T).argmax(dim=1)
+    print(f"  raw embedding {stretch - 1:4.0%} longer: by dot product {(by_dot == k).sum():3d}, "
+          f"by cosine {(by_cosine == k).sum():3d}")
 
 # %% [markdown]
-# The dot product hands that caption images it does not describe; the cosine does not notice the
-# change at all. This is why every CLIP implementation normalises before comparing.
+# The longer the caption's raw embedding, the more images the dot product hands it, images it
+# does not describe; the cosine does not notice the change at all. This is why every CLIP
+# implementation normalises before comparing.
+#
+# ## Summary
+#
+# - Each tower ends in a linear projection into the shared space; CLIP then divides every
+#   embedding by its length, so all of them lie on the unit sphere.
+# - On the sphere the cosine *is* the dot product, and $N$ images against $M$ texts is one
+#   matrix product $S = XY^\top$.
+# - Read a similarity matrix by the order within each row, not by the size of the values.
+# - A 2-D PCA map shows the largest effects only: pocket's top two components sort colours,
+#   while shape lives in directions the map does not draw.
+# - Raw dot products reward length: a longer raw embedding wins images it does not describe.
+#   Normalise first.
+#
+# ## Review questions
+#
+# 1. Two raw text embeddings point in the same direction, one twice as long as the other. What
+#    are their cosines with an image, compared with each other?
+#
+# <details><summary>Answer</summary>
+#
+# Equal. The cosine divides by both lengths, so only the direction counts. Their raw dot products
+# with the image differ by a factor of 2.
+#
+# </details>
+#
+# 2. You have 1,000 normalised image embeddings and 20 normalised caption embeddings as rows of
+#    `X` and `Y`. Which single operation gives every cosine, and what is its shape?
+#
+# <details><summary>Answer</summary>
+#
+# `X @ Y.T`, a (1000, 20) matrix: row $i$ holds image $i$'s cosine with each caption.
+#
+# </details>
+#
+# 3. The PCA map coloured by shape shows no shape clusters. Does that mean the embeddings do not
+#    encode shape?
+#
+# <details><summary>Answer</summary>
+#
+# No. PCA keeps the two directions of largest variance, and for pocket those mostly separate
+# colours. Shape can sit in other directions: notebook 04 classifies shapes from the same
+# embeddings almost perfectly.
+#
+# </details>
+#
+# 4. Why does nothing in CLIP's training keep the raw embedding lengths equal?
+#
+# <details><summary>Answer</summary>
+#
+# The loss only sees normalised vectors (cosines times the logit scale), so the raw length never
+# changes the loss, and gradients never correct it.
+#
+# </details>
 #
 # ## Key papers
 #
-# - **Frome et al., 2013**, *DeViSE*: projected image features into a word-embedding space and
-#   ranked labels by similarity there, an early joint image-text space.
-# - **Radford et al., 2021**, *CLIP*: two towers with linear projections into one normalised
-#   space, compared by cosine similarity scaled by a learned temperature.
-# - **Wang and Isola, 2020**, *Understanding Contrastive Representation Learning through Alignment
-#   and Uniformity on the Hypersphere*: why contrastive embeddings live on the unit sphere, and
-#   what the loss does there.
-# - **Liang et al., 2022**, *Mind the Gap*: the modality gap between image and text embeddings in
-#   CLIP-like models, and where it comes from.
+# - **Frome et al., 2013**, *DeViSE: A Deep Visual-Semantic Embedding Model* (NeurIPS 2013):
+#   projected image features into a word-embedding space and ranked labels by similarity there,
+#   an early joint image-text space.
+# - **Radford et al., 2021**, [*Learning Transferable Visual Models From Natural Language
+#   Supervision*](https://arxiv.org/abs/2103.00020) (CLIP): two towers with linear projections
+#   into one normalised space, compared by cosine similarity scaled by a learned temperature.
+# - **Wang and Isola, 2020**, [*Understanding Contrastive Representation Learning through
+#   Alignment and Uniformity on the Hypersphere*](https://arxiv.org/abs/2005.10242): why
+#   contrastive embeddings live on the unit sphere, and what the loss does there.
+# - **Liang et al., 2022**, [*Mind the Gap: Understanding the Modality Gap in Multi-modal
+#   Contrastive Representation Learning*](https://arxiv.org/abs/2203.02053): the modality gap
+#   between image and text embeddings in CLIP-like models, and where it comes from.
 #
 # ## Progress tracker
 

@@ -225,6 +225,69 @@ def test_jupytext_pair_in_sync(module):
         f"{path.name} is out of date: run python scripts/build_notebooks.py {path.name[:2]}"
 
 
+# -- prose that agrees with the outputs beside it ----------------------------------------------------
+
+#: Figures a notebook's prose quotes from elsewhere (papers), each with its source. Every other
+#: figure in the prose must be one the notebook's stored outputs print.
+QUOTED = {
+    "nb01": {"1.8": "ALIGN (Jia et al., 2021, arXiv 2102.05918): 1.8 billion image-text pairs"},
+    "nb04": {"1.3": "CLIP (Radford et al., 2021, arXiv 2103.00020), section 3.1.4: 'A photo of "
+                    "a {label}.' +1.3 points on ImageNet",
+             "3.5": "CLIP, section 3.1.4: ensembling 80 prompts, +3.5 points on ImageNet"},
+    "nb05": {"1.8": "ALIGN (Jia et al., 2021, arXiv 2102.05918): 1.8 billion image-text pairs"},
+}
+
+# A figure: a percentage (87.5%, 95 %), a decimal (0.15), a duration (13 s, 2.5 ms, 3 min) or a
+# ratio (6x). Integers alone (16 shots, 300 images) are settings, not results.
+FIGURE = re.compile(r"(?<![\w.,/-])(\d+(?:\.\d+)?\s?%|\d+(?:\.\d+)?\s?(?:ms|s|min|seconds?|minutes?)\b"
+                    r"|\d+(?:\.\d+)?x\b|\d+\.\d+)")
+
+
+def prose_figures(markdown: str) -> list[str]:
+    """The figures of a markdown cell's prose: not in maths, code, link targets or the time line."""
+    text = re.sub(r"\$\$.*?\$\$|\$[^$]+\$|`[^`\n]*`", " ", markdown, flags=re.DOTALL)
+    text = re.sub(r"\]\([^)]*\)|https?://\S+|arXiv:?\s*\d{4}\.\d{4,5}", " ", text)
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("**Time:**"))
+    return [m.group(1) for m in FIGURE.finditer(text)]
+
+
+def printed(figure: str, outputs: str) -> bool:
+    """Whether ``figure`` appears in ``outputs`` as a whole number (0.15 is not in 0.153)."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)\s?(.*)", figure).groups()
+    unit = r"\s?" + re.escape(unit) if unit else ""
+    return re.search(rf"(?<![\d.]){re.escape(number)}{unit}(?!\d)", outputs) is not None
+
+
+def stored_text(nb) -> str:
+    """Everything the stored outputs print as text (streams and text/plain results)."""
+    return "\n".join(o.get("text", "") if o.output_type == "stream" else
+                     o.get("data", {}).get("text/plain", "")
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_figure_finder():
+    text = ("took 13 s, 87.5% and 0.15 of it, 6x faster; $\\tau = 0.07$, `C = 0.5`, 16 shots, "
+            "[paper](https://arxiv.org/abs/2306.07282) (arXiv 2103.00020), 5 splits, 12 ms")
+    assert prose_figures(text) == ["13 s", "87.5%", "0.15", "6x", "12 ms"]
+    assert prose_figures("**Time:** about 35 minutes\nin 2 minutes") == ["2 minutes"]
+    assert printed("0.15", "t = 0.15\n") and not printed("0.15", "t = 0.153")
+    assert printed("13 s", "in 13 s") and not printed("13 s", "in 113 s")
+    assert printed("87.5%", "acc 87.5% (95% CI 84.6-90.0%)") and not printed("7.5%", "87.5%")
+
+
+@pytest.mark.parametrize("module", list(NOTEBOOKS))
+def test_prose_figures_come_from_the_outputs(module):
+    nb = nbformat.read(NOTEBOOKS[module], as_version=4)
+    outputs = stored_text(nb)
+    quoted = QUOTED.get(module, {})
+    unbacked = [(i, figure) for i, cell in enumerate(nb.cells) if cell.cell_type == "markdown"
+                for figure in prose_figures(cell.source)
+                if figure not in quoted and not printed(figure, outputs)]
+    assert unbacked == [], f"figures in the prose that no output of {module} prints: {unbacked}"
+    used = {f for cell in nb.cells if cell.cell_type == "markdown" for f in prose_figures(cell.source)}
+    assert set(quoted) <= used, f"QUOTED lists figures {module} no longer quotes"
+
+
 # -- solved versions ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,16 @@ def test_similarity_heatmap_shows_thumbnails_and_captions(data):
     fig.canvas.draw()  # renders without error
 
 
+def test_similarity_heatmap_colour_scale():
+    sim = np.array([[0.9, 0.95], [0.97, 1.0]])
+    assert plots.similarity_heatmap(sim).axes[0].images[0].get_clim() == (0.9, 1.0)  # its own range
+    fig = plots.similarity_heatmap(sim, vmin=-1, vmax=1)
+    assert fig.axes[0].images[0].get_clim() == (-1, 1)
+    assert fig.axes[1].get_ylim() == (-1, 1)  # the colour bar shows the full range
+    # on the full range every value is above the middle: all annotations in black
+    assert {t.get_color() for t in fig.axes[0].texts} == {"black"}
+
+
 def test_similarity_heatmap_length_mismatch(data):
     with pytest.raises(ValueError, match="3 images for 4 rows"):
         plots.similarity_heatmap(np.zeros((4, 2)), images=data.images[:3])

@@ -50,6 +50,24 @@ def test_captions_name_the_labels():
             assert set(words) & set(shapes.SIZES) == {label.size}
 
 
+def test_captions_use_an_before_a_vowel():
+    # every caption pre-training can draw, orange (the one colour with a vowel) included
+    captions = [shapes.ShapeLabel(c, s, z, p).caption(t)
+                for c, s in shapes.ALL_PAIRS for z in shapes.SIZES for p in shapes.POSITIONS
+                for t in POCKET_TEMPLATES]
+    assert not [c for c in captions if re.search(r"\ba [aeiou]", c)]
+    assert not [c for c in captions if re.search(r"\ban [^aeiou]", c)]
+    label = shapes.ShapeLabel("orange", "square", "large", "center")
+    assert label.caption() == "an orange square"
+    assert label.caption("a photo of a {color} {shape}.") == "a photo of an orange square."
+    assert label.caption("a {size} {color} {shape}") == "a large orange square"
+    assert shapes.ShapeLabel("red", "square", "small", "center").caption() == "a red square"
+    data = shapes.generate(300, seed=3)
+    assert any(c.startswith("an orange") for c in data.captions)
+    assert not any("a orange" in c for c in data.captions)
+    assert shapes.with_articles("A orange star and a hexagon") == "An orange star and a hexagon"
+
+
 def test_pixels_show_the_labelled_colour_and_position():
     data = shapes.generate(60, seed=4)
     for img, label in zip(data.images, data.labels):

@@ -22,6 +22,7 @@ zero-shot.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -98,10 +99,22 @@ class ShapeLabel:
         return f"{self.color} {self.shape}"
 
     def caption(self, template: str = TEMPLATES[0]) -> str:
-        """Fill a caption template with this label's attributes."""
-        return template.format(
+        """Fill a caption template with this label's attributes ("an" before a vowel)."""
+        return with_articles(template.format(
             color=self.color, shape=self.shape, size=self.size, position=self.position
-        )
+        ))
+
+
+_A_BEFORE_VOWEL = re.compile(r"\b([Aa]) (?=[aeiouAEIOU])")
+
+
+def with_articles(text: str) -> str:
+    """``text`` with "a" turned into "an" before a word that starts with a vowel.
+
+    "a orange square" -> "an orange square". The Shapes vocabulary has no word where the
+    spelling misleads (no "a unicorn", no "an hour"), so the first letter decides.
+    """
+    return _A_BEFORE_VOWEL.sub(r"\1n ", text)
 
 
 @dataclass
