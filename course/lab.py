@@ -25,6 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from course import labsettings
+
 #: Only this machine can reach the server unless the learner asks otherwise.
 DEFAULT_IP = "127.0.0.1"
 #: Where the learner's copies live unless ``--dir`` says otherwise (outside any clone's folder).
@@ -36,11 +38,6 @@ MANIFEST = "copied.json"
 #: Where ``--reset`` keeps the learner's version.
 BACKUP_DIR = "backups"
 
-#: Default settings of every ``course lab``: never fetch news nor check for updates, never ask.
-SETTINGS_OVERRIDES: dict[str, dict[str, Any]] = {
-    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
-                                                    "checkForUpdates": False},
-}
 #: Lab extensions a learner's lab does not load (instructor tools; jupytext's pairing menus).
 DISABLED_LAB_EXTENSIONS = ("@jupyter/nbgrader", "jupyterlab-jupytext")
 #: Server extensions it does not load: nbgrader's, and jupytext's contents manager, which pairs
@@ -185,21 +182,21 @@ def lab_settings_dir(workspace: str | os.PathLike[str]) -> Path:
 def write_lab_settings(workspace: str | os.PathLike[str]) -> Path:
     """Write the lab settings of a workspace; returns their folder.
 
-    They replace JupyterLab's application settings folder for this server, so the ones found
-    there (a distribution's ``overrides.json``, ``page_config.json``) are carried over, with the
-    course's settings on top.
+    They replace JupyterLab's application settings folder for this server: the installation's
+    settings are carried over (:func:`course.labsettings.write_overrides`), the course's defaults
+    are added beside them, and the instructor's and jupytext's lab extensions are disabled.
     """
     folder = lab_settings_dir(workspace)
-    defaults = Path(os.environ.get("JUPYTERLAB_DIR") or Path(sys.prefix, "share", "jupyter", "lab"))
-    overrides = _read_json(defaults / "settings" / "overrides.json", {})
-    for plugin, settings in SETTINGS_OVERRIDES.items():
-        overrides[plugin] = {**overrides.get(plugin, {}), **settings}
-    page_config = _read_json(defaults / "settings" / "page_config.json", {})
+    labsettings.write_overrides(folder)
+    page_config = _read_json(folder / "page_config.json", {})
+    if not isinstance(page_config, dict):
+        page_config = {}
     disabled = page_config.get("disabledExtensions", [])
     if isinstance(disabled, dict):  # both spellings are valid
         disabled = [name for name, off in disabled.items() if off]
+    elif not isinstance(disabled, list):
+        disabled = []
     page_config["disabledExtensions"] = sorted(set(disabled) | set(DISABLED_LAB_EXTENSIONS))
-    _write_json(folder / "overrides.json", overrides)
     _write_json(folder / "page_config.json", page_config)
     return folder
 
@@ -222,10 +219,8 @@ def lab_command(
         raise WorkspaceError(f"{root} is not a folder")
     command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={root}",
                f"--ServerApp.ip={ip}",
-               f"--LabApp.app_settings_dir={lab_settings_dir(root)}",
-               # the server side of news and update checks: nothing is fetched, even if asked
-               "--LabApp.news_url=None",
-               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+               # the course's settings, and no news nor update checks, even if asked
+               *labsettings.lab_options(lab_settings_dir(root))]
     command += [f"--ServerApp.jpserver_extensions={name}=False"
                 for name in DISABLED_SERVER_EXTENSIONS]
     if port is not None:
@@ -324,11 +319,20 @@ def _workspace(workspace: str | os.PathLike[str] | None, source: Path) -> Path:
 
 
 def _copy_notebook(source: Path, target: Path) -> None:
-    """Copy a course notebook without its jupytext pairing, atomically."""
+    """Copy a course notebook without its jupytext pairing, atomically.
+
+    The copy gets this machine's kernel metadata: a notebook built on another Python would
+    otherwise open already marked as modified.
+    """
     import nbformat
+    from jupyter_client.kernelspec import NoSuchKernel
 
     nb = nbformat.read(source, as_version=nbformat.NO_CONVERT)
     nb.metadata.pop("jupytext", None)
+    try:
+        labsettings.fit_metadata(nb)
+    except (ImportError, NoSuchKernel):
+        pass  # no python3 kernel installed: JupyterLab will ask for one; the copy is still fine
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("w", encoding="utf-8") as stream:  # the learner's usual file permissions

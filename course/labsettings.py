@@ -11,7 +11,8 @@ change under Settings:
 Kernel metadata (:func:`kernel_metadata`): JupyterLab rewrites a notebook's ``kernelspec`` and
 ``language_info`` to the running kernel's when it opens, and a notebook whose stored values
 differ opens already marked as modified (closing it untouched then asks to save). The build
-stores these values; :func:`fit_to_kernel` updates a copied notebook for this machine's Python.
+stores ipykernel's own kernelspec (:func:`shipped_kernelspec`); ``course lab`` fits each copy it
+makes to this machine's kernel (:func:`fit_metadata`, :func:`fit_to_kernel` for a file).
 """
 
 from __future__ import annotations
@@ -66,7 +67,13 @@ def write_overrides(app_settings_dir: str | os.PathLike[str]) -> list[str]:
     path = target / OVERRIDES_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(OVERRIDES, indent=2) + "\n", encoding="utf-8")
-    return [f"--LabApp.app_settings_dir={target}", *SERVER_OPTIONS]
+    return lab_options(target)
+
+
+def lab_options(app_settings_dir: str | os.PathLike[str]) -> list[str]:
+    """The ``jupyter lab`` options that use ``app_settings_dir`` and fetch nothing."""
+    return [f"--LabApp.app_settings_dir={Path(app_settings_dir).expanduser().resolve()}",
+            *SERVER_OPTIONS]
 
 
 def kernel_metadata(kernel_name: str = "python3") -> dict[str, dict[str, Any]]:
@@ -87,6 +94,18 @@ def kernel_metadata(kernel_name: str = "python3") -> dict[str, dict[str, Any]]:
     }
 
 
+def shipped_kernelspec() -> dict[str, str]:
+    """The ``kernelspec`` the shipped notebooks store: ipykernel's own ``python3``.
+
+    It does not depend on the machine that built them (a kernelspec installed under the same
+    name elsewhere may be named differently); ``course lab`` fits its copies to the local one.
+    """
+    from ipykernel.kernelspec import get_kernel_dict
+
+    spec = get_kernel_dict()
+    return {"display_name": spec["display_name"], "language": spec["language"], "name": "python3"}
+
+
 def fit_to_kernel(path: str | os.PathLike[str], kernel_name: str = "python3") -> bool:
     """Give the notebook at ``path`` this machine's kernel metadata; True if it changed.
 
@@ -96,9 +115,16 @@ def fit_to_kernel(path: str | os.PathLike[str], kernel_name: str = "python3") ->
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    if not fit_metadata(nb, kernel_name):
+        return False
+    nbformat.write(nb, path)
+    return True
+
+
+def fit_metadata(nb: Any, kernel_name: str = "python3") -> bool:
+    """:func:`fit_to_kernel` on a notebook already in memory; True if it changed."""
     wanted = kernel_metadata(kernel_name)
     if all(nb.metadata.get(key) == value for key, value in wanted.items()):
         return False
     nb.metadata.update(wanted)
-    nbformat.write(nb, path)
     return True

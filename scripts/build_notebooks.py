@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))  # this checkout's course, whatever is installed
 
-from course.labsettings import kernel_metadata
+from course.labsettings import shipped_kernelspec
 from course.teach.kernelenv import kernel_env
 
 
@@ -46,7 +46,7 @@ def sync(py: Path) -> Path:
 
     nb = jupytext.read(py)
     nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
-    nb.metadata["kernelspec"] = kernel_metadata()["kernelspec"]
+    nb.metadata["kernelspec"] = shipped_kernelspec()
     nb.metadata["jupytext"].pop("text_representation", None)
     target = py.with_suffix(".ipynb")
     jupytext.write(nb, target, fmt="ipynb")
@@ -67,7 +67,7 @@ def execute(path: Path, timeout: int = 600) -> float:
               if o.output_type == "error"]
     if errors:
         raise RuntimeError(f"{path.name}: {errors[0].ename}: {errors[0].evalue}")
-    nb.metadata["kernelspec"] = kernel_metadata()["kernelspec"]  # language_info: the kernel's
+    nb.metadata["kernelspec"] = shipped_kernelspec()  # language_info: the kernel's
     # Without widget state (nbclient's store_widget_state=False fails on Output widgets): with it,
     # JupyterLab's widget manager, set to save widget state as `course lab` sets it up, marks the
     # notebook modified as it opens; and static viewers then show the bundles' HTML copies.

@@ -1,7 +1,7 @@
 """The course as a learner sees it: JupyterLab in a real (headless) Chromium.
 
-One JupyterLab for the module, started the way the course starts it (the settings of
-``course.labsettings``) on a free port, with its own progress file, workspace (a copy of the
+One JupyterLab for the module, started the way ``course lab`` starts it (its workspace copies and
+options) on a free port, with its own progress file, workspace (a copy of the
 shipped notebooks) and Jupyter folders. Notebooks 04 and 05 are opened as shipped and run with
 Run > Run All Cells; then the widgets are used as a learner would. Skips where Chromium, its driver
 or selenium is missing (CI installs Debian's ``chromium`` and ``chromium-driver``).
@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -31,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from course.labsettings import OVERRIDES, write_overrides
+from course.lab import lab_command, prepare_workspace
+from course.labsettings import OVERRIDES
 from course.teach.kernelenv import kernel_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
@@ -87,11 +87,9 @@ class Lab:
 
     def __init__(self, base: Path) -> None:
         self.base = base
-        self.workspace = base / "workspace"
-        self.workspace.mkdir()
-        # The learner's workspace: copies of the notebooks as shipped (not their .py sources).
-        for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-            shutil.copy2(notebook, self.workspace / notebook.name)
+        # The learner's workspace, filled as `course lab` fills it (copies of the shipped
+        # notebooks, fitted to this machine's kernel), and the lab started with its options.
+        self.workspace = prepare_workspace(base / "workspace").workspace
         self.port, self.token = _free_port(), secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
         env = kernel_env(base / "kernel", course_root=ROOT)
@@ -100,13 +98,7 @@ class Lab:
                              ("MPLCONFIGDIR", "matplotlib")):
             env[name] = str(base / folder)
         self.progress_file = Path(env["COURSE_PROGRESS_FILE"])
-        command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={self.workspace}",
-                   "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-                   "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-                   "--ServerApp.open_browser=False",
-                   *write_overrides(base / "app-settings")]
-        if os.geteuid() == 0:
-            command.append("--ServerApp.allow_root=True")
+        command = lab_command(self.workspace, port=self.port, token=self.token, no_browser=True)
         self.log = base / "lab.log"
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(command, cwd=base, env=env, stdout=log,

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course import lab
+from course import lab, labsettings
 from course.lab import (
     WorkspaceError,
     find_notebook,
@@ -225,8 +225,9 @@ def test_lab_command_settings(tmp_path):
     assert ("--ServerApp.allow_root=True" in defaults) == is_root
     # the learner's lab: no network for news or updates, no jupytext pairing, no nbgrader
     assert f"--LabApp.app_settings_dir={lab.lab_settings_dir(tmp_path.resolve())}" in defaults
-    assert "--LabApp.news_url=None" in defaults
-    assert "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate" in defaults
+    for option in labsettings.SERVER_OPTIONS:  # no news, no update checks
+        assert option in defaults
+    assert sum(arg.startswith("--LabApp.app_settings_dir=") for arg in defaults) == 1
     assert "--ServerApp.jpserver_extensions=jupyterlab_jupytext=False" in defaults
     assert "--ServerApp.jpserver_extensions=nbgrader.server_extensions.formgrader=False" in defaults
 
@@ -242,10 +243,10 @@ def test_lab_settings_turn_off_news_and_updates_and_keep_existing_ones(tmp_path,
         json.dumps({"disabledExtensions": {"some-extension": True}}))
     monkeypatch.setenv("JUPYTERLAB_DIR", str(app_dir))
     folder = lab.write_lab_settings(tmp_path / "ws")
+    # the installation's settings are kept as they were; the course's defaults sit beside them
     overrides = json.loads((folder / "overrides.json").read_text())
-    assert overrides["@jupyterlab/apputils-extension:notification"] == {
-        "doNotDisturbMode": True, "fetchNews": "false", "checkForUpdates": False}
     assert overrides["@jupyterlab/apputils-extension:themes"] == {"theme": "JupyterLab Dark"}
+    assert json.loads((folder / labsettings.OVERRIDES_FILE).read_text()) == labsettings.OVERRIDES
     disabled = json.loads((folder / "page_config.json").read_text())["disabledExtensions"]
     assert set(disabled) == {"some-extension", "@jupyter/nbgrader", "jupyterlab-jupytext"}
 
@@ -339,6 +340,14 @@ def test_course_lab_serves_the_learners_copies_quietly(repo_root, tmp_path):
             defaults = {key: value["default"]
                         for key, value in settings["schema"]["properties"].items()}
             assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False
+            # widget state saved with the notebook (a reopened notebook shows its widgets)
+            widgets = json.loads(_request(
+                f"{base}/lab/api/settings/@jupyter-widgets/jupyterlab-manager:plugin", token))
+            assert widgets["schema"]["properties"]["saveState"]["default"] is True
+            # the copies carry this machine's kernel metadata, so they open unmodified
+            other = max(served)
+            assert nbformat.read(workspace / other, as_version=4).metadata["kernelspec"] == \
+                labsettings.kernel_metadata()["kernelspec"]
             assert json.loads(_request(f"{base}/lab/api/news", token)) == {"news": []}
             assert json.loads(_request(f"{base}/lab/api/update", token))["notification"] is None
             page = _request(f"{base}/lab", token).decode()

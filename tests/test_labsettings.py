@@ -9,7 +9,13 @@ import nbformat
 import pytest
 
 from course import labsettings
-from course.labsettings import OVERRIDES, fit_to_kernel, kernel_metadata, write_overrides
+from course.labsettings import (
+    OVERRIDES,
+    fit_to_kernel,
+    kernel_metadata,
+    shipped_kernelspec,
+    write_overrides,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +96,11 @@ def test_kernel_metadata_is_what_a_started_kernel_reports():
     assert wanted["kernelspec"]["display_name"] == manager.kernel_spec.display_name
 
 
+def test_shipped_kernelspec_is_ipykernels_own():
+    assert shipped_kernelspec() == {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                    "name": "python3"}
+
+
 def test_fit_to_kernel_changes_only_the_kernel_metadata(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
     nb.metadata.update(kernelspec={"name": "python3", "display_name": "Python 3",
@@ -108,10 +119,11 @@ def test_fit_to_kernel_changes_only_the_kernel_metadata(tmp_path):
 def test_shipped_notebooks_open_unmodified_in_jupyterlab(path):
     """JupyterLab opens a notebook whose kernelspec differs from the kernel's, or one holding
     widget state (with saving widget state on), marked modified: closing it untouched asks to
-    save. The build stores the installed kernel's kernelspec and no widget state; the jupytext
-    source (whose header JupyterLab reads where jupytext pairs the files) says the same."""
+    save. The build stores ipykernel's own kernelspec (``course lab`` fits its copies to the one
+    installed) and no widget state; the jupytext source (whose header JupyterLab reads where
+    jupytext pairs the files) says the same."""
     jupytext = pytest.importorskip("jupytext")
-    wanted = kernel_metadata()["kernelspec"]
+    wanted = shipped_kernelspec()
     stored = nbformat.read(path, as_version=4).metadata
     rebuild = f"rebuild: python scripts/build_notebooks.py {path.name[:2]}"
     assert stored["kernelspec"] == wanted, rebuild

@@ -475,8 +475,16 @@ def test_read_only_folder_for_real():
         progress.record_exercise("demo.q1", "correct", path)
         path.chmod(0o644)
         folder.chmod(0o555)
-        env = {**os.environ, progress.FILE_ENV: str(path), "PYTHONPATH": str(REPO),
+        # The child sees this interpreter's import path explicitly: with HOME moved, packages in
+        # a user site (pip install --user, some CI images) would otherwise vanish.
+        search = [str(REPO), *(p for p in sys.path if p and Path(p).is_dir())]
+        env = {**os.environ, progress.FILE_ENV: str(path), "PYTHONPATH": os.pathsep.join(search),
                "HOME": str(folder)}
+        probe = subprocess.run([*prefix, sys.executable, "-c", "import filelock, course"],
+                               env=env, cwd=REPO, capture_output=True, text=True, check=False)
+        if probe.returncode != 0:
+            pytest.skip("the unprivileged user cannot import this interpreter's packages "
+                        f"(they live somewhere only root can read): {probe.stderr.strip()[-200:]}")
         shown = subprocess.run([*prefix, sys.executable, "-m", "course", "progress"], env=env,
                                cwd=REPO, capture_output=True, text=True, check=False)
         assert shown.returncode == 0, shown.stderr
