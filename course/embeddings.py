@@ -9,7 +9,6 @@ A single string, PIL image or path is treated as a list of one and gives a ``(1,
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from PIL import Image
 
 from course.inputs import check_text, whole_number
 from course.models import CLIP, image_features, text_features
+from course.warn import warn
 
 #: Anything :func:`encode_images` accepts as one image.
 ImageLike = Image.Image | str | os.PathLike | np.ndarray
@@ -104,11 +104,8 @@ def encode_texts(
             chunks.append(embed_tokens(clip, tokens))
     if truncated:
         shown = ", ".join(str(i) for i in truncated[:5]) + (", ..." if len(truncated) > 5 else "")
-        warnings.warn(
-            f"{len(truncated)} text(s) (index {shown}) are longer than the model's context of "
-            f"{clip.context_length} tokens and were truncated.",
-            stacklevel=2,
-        )
+        warn(f"{len(truncated)} text(s) (index {shown}) are longer than the model's context of "
+             f"{clip.context_length} tokens and were truncated.")
     return torch.cat(chunks)
 
 

@@ -10,7 +10,6 @@ among equal scores the lower index first.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from course.inputs import as_float_tensor, check_rows, embedding_matrix, unit_ro
 from course.metrics import recall_at_k  # noqa: F401 - its home is metrics; public here too
 from course.models import CLIP
 from course.ranking import top_k
+from course.warn import warn
 
 _FORMAT_VERSION = 1
 _EMBEDS_FILE = "embeddings.safetensors"
@@ -264,9 +264,8 @@ def _read_embeddings(path: Path) -> torch.Tensor:
     norms = embeds.float().norm(dim=1)
     off = (norms - 1).abs() > _UNIT_TOLERANCE
     if off.any():
-        warnings.warn(f"{path}: {int(off.sum())} of {len(embeds)} embeddings are not unit length "
-                      "(the file was not written by EmbeddingIndex.save); re-normalised them",
-                      UserWarning, stacklevel=3)
+        warn(f"{path}: {int(off.sum())} of {len(embeds)} embeddings are not unit length "
+             "(the file was not written by EmbeddingIndex.save); re-normalised them")
         embeds[off] = unit_rows(embeds[off], embeds.dtype)
     return embeds
 

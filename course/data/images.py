@@ -22,6 +22,8 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from course.warn import warn
+
 ImageSource = str | os.PathLike | bytes | bytearray | BinaryIO
 
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
@@ -259,11 +261,8 @@ def _class_names(class_dirs: list[Path]) -> list[str]:
             # b"caf\xe9" -> "café", and it keeps distinct folders distinct.
             name = "".join(chr(ord(c) - 0xDC00) if 0xDC80 <= ord(c) <= 0xDCFF else c
                            for c in name)
-            warnings.warn(
-                f"The class folder '{_shown(folder)}' has a name that is not valid UTF-8; its "
-                f"label is read as Latin-1: {name!r}. Rename the folder to choose the label.",
-                UserWarning, stacklevel=3,
-            )
+            warn(f"The class folder '{_shown(folder)}' has a name that is not valid UTF-8; its "
+                 f"label is read as Latin-1: {name!r}. Rename the folder to choose the label.")
         name = unicodedata.normalize("NFC", name)  # macOS stores names decomposed (NFD)
         if name in owner:
             raise ImageLoadError(
@@ -429,9 +428,7 @@ def _report(
                             f"{_shown(ignored[0].name)}")
         raise ImageLoadError(f"folder '{_shown(root)}'", problem)
     if skipped:
-        warnings.warn(
+        warn(
             f"Skipped {len(skipped)} of {n_candidates} image files in {_shown(root)}: {listing}. "
             "The result's .skipped lists them all.",
-            UserWarning,
-            stacklevel=3,
         )

@@ -21,6 +21,7 @@ from typing import Any
 from course.teach.checks import CheckResult, Feedback, Outcome, variant_names
 from course.teach.keys import FunctionKey, Key, ValueKey
 from course.teach.protocol import code_objects, judge_function, judge_value, run_on_cases
+from course.warn import warn
 
 #: Environment variable that disables ``solution()`` when set to ``1``.
 NO_SOLUTIONS_ENV = "COURSE_NO_SOLUTIONS"
@@ -226,11 +227,10 @@ class ValueExercise(Exercise):
 
 def _record_progress(exercise_id: str, result: CheckResult) -> None:
     """Tick progress; a failure here never reaches the learner beyond one warning."""
-    import warnings
-
+    
     try:
         from course.teach.progress.store import record_exercise
 
         record_exercise(exercise_id, result.outcome.value)
     except Exception as error:  # noqa: BLE001 - progress must never break a check
-        warnings.warn(f"could not save progress: {error}", stacklevel=3)
+        warn(f"could not save progress: {error}")

@@ -33,7 +33,6 @@ import stat
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +46,7 @@ from course.teach.progress.schema import (
     parse,
     summarise,
 )
+from course.warn import warn as warn_caller
 
 FILE_ENV = "COURSE_PROGRESS_FILE"
 LOCK_TIMEOUT = 10.0  # seconds; a lock held longer than this is a stuck process, not a busy one
@@ -85,7 +85,7 @@ def warn(message: str) -> None:
     """A :class:`ProgressWarning`; never an exception, even where warnings are errors."""
     # A learner who turned warnings into errors must still never get an exception from progress.
     try:
-        warnings.warn(message, ProgressWarning, stacklevel=4)
+        warn_caller(message, ProgressWarning)
     except Exception:  # noqa: BLE001
         print(f"ProgressWarning: {message}", file=sys.stderr)
 
