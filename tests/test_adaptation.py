@@ -103,7 +103,8 @@ def test_evaluate_folder_reads_class_subfolders_and_skips_broken_files(pocket, z
         folder.mkdir(exist_ok=True)
         image.save(folder / f"{i}.png")
     (tmp_path / "circle" / "broken.png").write_bytes(b"not a png")
-    report = adaptation.evaluate_folder(zs.predict, pocket, tmp_path)
+    with pytest.warns(UserWarning, match=r"Skipped 1 of 25 image files .*broken\.png"):
+        report = adaptation.evaluate_folder(zs.predict, pocket, tmp_path)
     assert report["n"] == 24
     assert report["accuracy"] > 0.8
     assert any("broken.png" in p for p in report["skipped"])
