@@ -254,3 +254,70 @@ def test_one_huge_answer_does_not_cost_the_others(tmp_path):
     records = protocol.records_from(answers["example.q2"]["calls"])
     assert "too large" in protocol.judge_function(ex.q2, ex.q2.key, ex.q2.key.cases,
                                                   records).message
+
+
+class _CountedRow(list):
+    """A row that counts how often anything walks through it."""
+
+    walks = 0
+
+    def __iter__(self):
+        type(self).walks += 1
+        return super().__iter__()
+
+
+@pytest.mark.parametrize("kind", ["value", "function"])
+def test_a_huge_answer_is_refused_after_a_look(tmp_path, kind):
+    """A hundred million numbers (one row shared 100,000 times) must be refused after reading a
+    few rows, not copied and encoded first: that took minutes and the notebook's time ran out."""
+    _CountedRow.walks = 0
+    huge = [_CountedRow([0.5] * 1000)] * 100_000
+    exercise = ex.q3 if kind == "value" else ex.q1
+    manifest = {"exercises": [protocol.manifest_entry(exercise, exercise.key.cases
+                                                      if kind == "function" else None)]}
+    plaindata.dump(manifest, tmp_path / "m.json")
+    answer = huge if kind == "value" else (lambda a, b: huge)
+    protocol.collect_answers({exercise.answer_name: answer}, str(tmp_path / "m.json"),
+                             str(tmp_path / "a.json"), "n")
+    assert _CountedRow.walks < 10_000, f"{_CountedRow.walks} rows read for a refused answer"
+    answers = protocol.read_answers(tmp_path / "a.json", "n")
+    if kind == "value":
+        verdict = protocol.judge_value(exercise, exercise.key, answers[exercise.id]["value"])
+    else:
+        records = protocol.records_from(answers[exercise.id]["calls"])
+        verdict = protocol.judge_function(exercise, exercise.key, exercise.key.cases, records)
+    assert "too large" in verdict.message
+
+
+@pytest.mark.parametrize("value, large", [
+    (np.zeros(10), False), (np.zeros(10**6), True), (torch.zeros(10**6), True),
+    ("x" * 990, False), ("x" * 1001, True), ([[1.0] * 3] * 3, False), ([[1.0] * 100] * 100, True),
+    ({"a": [1] * 100}, True), ({"a": 1}, False),
+])
+def test_larger_than_estimates_the_encoded_size(value, large):
+    assert plaindata.larger_than(value, 1000) is large
+    if not large:  # the estimate is never below the real size
+        assert len(json.dumps(plaindata.encode(value))) <= 1000
+
+
+@pytest.mark.parametrize("value", [np.float64("nan"), np.float32("inf"), -np.inf, float("nan"),
+                                   np.float64(0.25), np.int64(3), True])
+def test_numpy_scalars_and_non_finite_numbers_round_trip(value):
+    back = plaindata.decode(json.loads(json.dumps(plaindata.encode(value), allow_nan=False)))
+    assert type(back) in (float, int, bool)
+    assert (math.isnan(back) and math.isnan(value)) or back == value
+
+
+def test_a_nan_answer_is_graded_not_lost(tmp_path):
+    manifest = {"exercises": [protocol.manifest_entry(ex.q1, ex.q1.key.cases),
+                              protocol.manifest_entry(ex.q3, None)]}
+    plaindata.dump(manifest, tmp_path / "m.json")
+    protocol.collect_answers({"cosine_similarity": lambda a, b: np.float64("nan"),
+                              "temperature": 0.07},
+                             str(tmp_path / "m.json"), str(tmp_path / "a.json"), "n")
+    answers = protocol.read_answers(tmp_path / "a.json", "n")
+    records = protocol.records_from(answers["example.q1"]["calls"])
+    verdict = protocol.judge_function(ex.q1, ex.q1.key, ex.q1.key.cases, records)
+    assert verdict.outcome.value == "incorrect"
+    assert "nan" in verdict.message.lower()
+    assert "example.q3" in answers

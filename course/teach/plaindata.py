@@ -37,9 +37,10 @@ def encode(value: Any, _depth: int = 0) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else {"__float__": repr(value)}
+        return int(value)
+    if isinstance(value, float):  # np.float64 too: its repr is "np.float64(nan)", not "nan"
+        number = float(value)
+        return number if math.isfinite(number) else {"__float__": repr(number)}
     if isinstance(value, np.generic):
         return encode(value.item(), _depth + 1)
     is_tensor = hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy")
@@ -130,6 +131,42 @@ class Unsupported:
 
     def __repr__(self) -> str:
         return f"<unsupported: {self.description}>"
+
+
+def larger_than(value: Any, limit: int) -> bool:
+    """Whether ``value``, encoded, would take more than about ``limit`` bytes of JSON.
+
+    Stops as soon as the running estimate passes ``limit``, so a learner's return value of a
+    hundred million numbers (or one list shared a million times) costs a moment to refuse,
+    not the minutes and gigabytes that encoding it first would.
+    """
+    import numpy as np
+
+    total = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            total += 40  # encoded as a short "nested too deeply" marker
+        elif item is None or isinstance(item, (bool, int, float, np.generic)):
+            total += 24
+        elif isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, np.ndarray) or hasattr(item, "nbytes"):
+            total += int(getattr(item, "nbytes", 0)) * 4 // 3 + 100  # base64, plus its header
+        elif isinstance(item, (list, tuple)):
+            total += 2 + len(item)
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, dict):
+            total += 2
+            for key, child in item.items():
+                total += len(str(key)) + 4
+                stack.append((child, depth + 1))
+        else:
+            total += 100  # an "unsupported" marker naming the type
+        if total > limit:
+            return True
+    return False
 
 
 def dump(value: Any, path: str | Path) -> None:

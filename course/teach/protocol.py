@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import import_module
 from pathlib import Path
 from types import CodeType
@@ -208,7 +207,11 @@ def collect_answers(namespace: dict[str, Any], manifest_path: str, answers_path:
             records = run_on_cases(namespace[name], item["inputs"], time_limit_s=item["time_limit"],
                                    variants=item["variants"],
                                    forbidden=code_objects(item["forbidden"]))
-            answers[item["id"]] = {"status": "ran", "calls": [asdict(r) for r in records]}
+            # fields one level deep: asdict() would deep-copy each output, and an output of
+            # one row shared 100,000 times then costs minutes before it can be refused
+            answers[item["id"]] = {"status": "ran",
+                                   "calls": [{f.name: getattr(r, f.name) for f in fields(r)}
+                                             for r in records]}
     plaindata.dump({"nonce": nonce, "answers": {key: _bounded(entry)
                                                 for key, entry in answers.items()}}, answers_path)
 
@@ -216,14 +219,13 @@ def collect_answers(namespace: dict[str, Any], manifest_path: str, answers_path:
 def _bounded(entry: dict[str, Any]) -> Any:
     """An answer as plain data, with any output too large to send replaced by a marker (one
     huge return value must not cost the other exercises their answers)."""
-    encoded = plaindata.encode(entry)
-    if len(json.dumps(encoded)) <= MAX_ANSWER_BYTES:
+    if not plaindata.larger_than(entry, MAX_ANSWER_BYTES):
         return entry
     for field_name in ("value",):
         if field_name in entry:
             return {**entry, field_name: plaindata.Unsupported("a value too large to grade")}
     calls = [{**call, "output": plaindata.Unsupported("an output too large to grade")}
-             if len(json.dumps(plaindata.encode(call))) > MAX_ANSWER_BYTES // 8 else call
+             if plaindata.larger_than(call, MAX_ANSWER_BYTES // 8) else call
              for call in entry.get("calls", [])]
     return {**entry, "calls": calls}
 
