@@ -10,6 +10,8 @@ among equal scores the lower index first.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,13 @@ from course.models import CLIP
 from course.ranking import top_k
 from course.warn import warn
 
-_FORMAT_VERSION = 1
+#: An index folder holds one file: the vectors and, as a JSON tensor, the count and items.
+#: One file, replaced in one step, so a reader never sees the vectors of one save with the items
+#: of another, and a save killed half-way leaves the previous index.
+_FORMAT_VERSION = 2
+_INDEX_FILE = "index.safetensors"
+# Format 1 (still read): two files, written one after the other.
+_V1_FORMAT = 1
 _EMBEDS_FILE = "embeddings.safetensors"
 _META_FILE = "index.json"
 # Bytes of temporary scores (and float32 copies of float16 rows) one search chunk may use.
@@ -161,7 +169,14 @@ class EmbeddingIndex:
         return self.search(encode_images(clip, images), k)
 
     def save(self, path: str | Path) -> Path:
-        """Write the index to a folder: safetensors for the vectors, JSON for the items (no pickle)."""
+        """Write the index to a folder, as one file (``index.safetensors``; no pickle).
+
+        The vectors and a JSON copy of the count and items go into one safetensors file, written
+        beside its final name and renamed into place in one step: a reader loading at the same
+        time gets the previous index or this one, and a save killed half-way leaves the previous
+        index. Returns the folder.
+        """
+        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
         folder = Path(path).expanduser()
@@ -170,41 +185,65 @@ class EmbeddingIndex:
         meta = {"format": _FORMAT_VERSION, "dim": self.dim, "dtype": str(self.dtype),
                 "count": len(self), "items": self.items}
         text = _to_json(meta, self.items)  # fails before anything is written
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({"embeddings": self.embeddings.contiguous()}, str(folder / _EMBEDS_FILE))
-        (folder / _META_FILE).write_text(text, encoding="utf-8")
+        tensors = {"embeddings": self.embeddings.contiguous(),
+                   "meta": torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8)}
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{_INDEX_FILE}.", suffix=".tmp")
+        except OSError as err:
+            raise OSError(f"cannot save the index in {folder}: {err.strerror or err} (a "
+                          "read-only folder? choose another)") from None
+        os.close(handle)
+        try:
+            save_file(tensors, temp)
+            with open(temp, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(temp, folder / _INDEX_FILE)
+        except (OSError, SafetensorError) as err:
+            Path(temp).unlink(missing_ok=True)
+            raise OSError(f"cannot save the index in {folder}: {err}") from None
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
         return folder
 
     @classmethod
     def load(cls, path: str | Path) -> EmbeddingIndex:
-        """Read an index written by :meth:`save`, checking that its two files agree.
+        """Read an index written by :meth:`save` (or the two-file folders of older versions).
 
         float64 and bfloat16 vectors are stored as float32. Rows that are not unit length (a
         file written by other code) are re-normalised with a warning, as the constructor
         normalises any input: cosine search only uses their direction.
 
         Raises:
-            FileNotFoundError: the folder or one of its two files is missing.
-            ValueError: a file is damaged or truncated, holds non-float, NaN/inf or all-zero
-                vectors, or the two files disagree (the message names the file).
+            FileNotFoundError: the folder or its index file is missing.
+            ValueError: the file is damaged or truncated, holds non-float, NaN/inf or all-zero
+                vectors, or its parts disagree (the message names the file).
         """
         folder = Path(path).expanduser()
         if not folder.is_dir():
             problem = "is a file, not a folder" if folder.exists() else "does not exist"
             raise FileNotFoundError(f"{folder} {problem}; EmbeddingIndex.load needs the folder "
                                     "written by index.save(folder)")
-        missing = [name for name in (_EMBEDS_FILE, _META_FILE) if not (folder / name).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{folder} is not a saved EmbeddingIndex (no "
-                                    f"{' or '.join(missing)}); write one with index.save(folder)")
-        count, dim, items = _read_meta(folder / _META_FILE)
-        embeds = _read_embeddings(folder / _EMBEDS_FILE)
+        if (folder / _INDEX_FILE).exists():
+            embeds, count, dim, items = _read_index_file(folder / _INDEX_FILE)
+            where = _INDEX_FILE
+        else:
+            missing = [name for name in (_EMBEDS_FILE, _META_FILE)
+                       if not (folder / name).is_file()]
+            if missing:
+                names = _INDEX_FILE if len(missing) == 2 else missing[0]
+                raise FileNotFoundError(f"{folder} is not a saved EmbeddingIndex (no {names}); "
+                                        "write one with index.save(folder)")
+            count, dim, items = _read_meta(folder / _META_FILE)
+            embeds = _read_embeddings(folder / _EMBEDS_FILE)
+            where = _META_FILE
         if (len(embeds), embeds.shape[1]) != (count, dim if dim is not None else embeds.shape[1]):
-            raise ValueError(f"{folder}: {_EMBEDS_FILE} holds {len(embeds)} x {embeds.shape[1]} "
-                             f"embeddings but {_META_FILE} says {count} x {dim}; the two files "
-                             "come from different saves, so save the index again")
+            raise ValueError(f"{folder}: the stored embeddings are {len(embeds)} x "
+                             f"{embeds.shape[1]} but {where} says {count} x {dim}; they do not "
+                             "belong together, so save the index again")
         if items is not None and len(items) != len(embeds):
-            raise ValueError(f"{folder}: {_META_FILE} lists {len(items)} items for "
+            raise ValueError(f"{folder}: {where} lists {len(items)} items for "
                              f"{len(embeds)} embeddings; save the index again")
         index = cls.__new__(cls)
         index.dtype, index.dim = embeds.dtype, embeds.shape[1]
@@ -212,21 +251,49 @@ class EmbeddingIndex:
         return index
 
 
+def _read_index_file(path: Path) -> tuple[torch.Tensor, int, int | None, list[Any] | None]:
+    """The vectors, count, dimension and items of one ``index.safetensors``, read together."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            keys = list(file.keys())
+            embeds = file.get_tensor("embeddings") if "embeddings" in keys else None
+            raw = file.get_tensor("meta") if "meta" in keys else None
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path} is damaged or truncated ({err}); save the index again") from None
+    if raw is None or raw.dtype != torch.uint8 or raw.ndim != 1:
+        raise ValueError(f"{path} holds no index metadata (it has {keys}); it was not written "
+                         "by EmbeddingIndex.save")
+    try:
+        meta = json.loads(bytes(raw.numpy()).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is damaged: its metadata is not valid JSON ({err}); save the "
+                         "index again") from None
+    count, dim, items = _check_meta(meta, path, _FORMAT_VERSION)
+    return _checked_embeddings(embeds, keys, path), count, dim, items
+
+
 def _read_meta(path: Path) -> tuple[int, int | None, list[Any] | None]:
-    """Row count, dimension and items of an ``index.json``; damage is a ``ValueError`` naming it."""
+    """Row count, dimension and items of a format-1 ``index.json``; damage is a ``ValueError``
+    naming it."""
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path} is damaged: it is not valid JSON ({err}); save the index "
                          "again") from None
+    return _check_meta(meta, path, _V1_FORMAT)
+
+
+def _check_meta(meta: Any, path: Path, expected: int) -> tuple[int, int | None, list[Any] | None]:
     if not isinstance(meta, dict) or not {"count", "items"} <= meta.keys():
         raise ValueError(f"{path} is not the metadata of a saved EmbeddingIndex (it needs "
                          "'count' and 'items'); write the folder with index.save(folder)")
     version = meta.get("format")
-    if version != _FORMAT_VERSION:
+    if version != expected:
         newer = isinstance(version, int) and version > _FORMAT_VERSION
         raise ValueError(f"{path} has format {version!r}, but this version of course reads "
-                         f"format {_FORMAT_VERSION}" + ("; upgrade course" if newer else ""))
+                         f"format {expected} there" + ("; upgrade course" if newer else ""))
     count, dim, items = meta["count"], meta.get("dim"), meta["items"]
     for key, value in (("count", count), ("dim", dim)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -249,6 +316,10 @@ def _read_embeddings(path: Path) -> torch.Tensor:
             embeds = file.get_tensor("embeddings") if "embeddings" in keys else None
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{path} is damaged or truncated ({err}); save the index again") from None
+    return _checked_embeddings(embeds, keys, path)
+
+
+def _checked_embeddings(embeds: torch.Tensor | None, keys: list[str], path: Path) -> torch.Tensor:
     if embeds is None:
         raise ValueError(f"{path} holds no 'embeddings' tensor (it has {keys}); it was not "
                          "written by EmbeddingIndex.save")

@@ -82,8 +82,7 @@ def test_save_load_round_trip_without_pickle(tmp_path, dtype):
     items = [{"path": f"img{i}.png", "caption": "a red circle"} for i in range(50)]
     index = EmbeddingIndex(_random(50), items=items, dtype=dtype)
     folder = index.save(tmp_path / "index")
-    assert sorted(p.name for p in folder.iterdir()) == ["embeddings.safetensors", "index.json"]
-    assert json.loads((folder / "index.json").read_text())["items"] == items
+    assert sorted(p.name for p in folder.iterdir()) == ["index.safetensors"]  # one file
     loaded = EmbeddingIndex.load(folder)
     assert len(loaded) == 50 and loaded.dtype == dtype and loaded.items == items
     q = _random(3, seed=4)
@@ -294,8 +293,19 @@ def test_integer_k_of_any_integer_type_works():
 
 
 def _saved(tmp_path, n=5, dtype=torch.float32):
+    """A folder in the two-file format of earlier versions (format 1), which load still reads:
+    its damage tests below edit one file or the other."""
+    from safetensors.torch import save_file
+
     items = [f"item {i}" for i in range(n)]
-    return EmbeddingIndex(_random(n), items=items, dtype=dtype).save(tmp_path / "index")
+    index = EmbeddingIndex(_random(n), items=items, dtype=dtype)
+    folder = tmp_path / "index"
+    folder.mkdir()
+    save_file({"embeddings": index.embeddings}, str(folder / "embeddings.safetensors"))
+    (folder / "index.json").write_text(json.dumps(
+        {"format": 1, "dim": index.dim, "dtype": str(dtype), "count": n, "items": items}))
+    assert EmbeddingIndex.load(folder).items == items
+    return folder
 
 
 @pytest.mark.parametrize("keep", [0, 7, 50, -10])
@@ -325,10 +335,10 @@ def _edit_meta(folder, **changes):
 @pytest.mark.parametrize(("changes", "message"), [
     ({"items": ["a", "b"]}, "lists 2 items for 5 embeddings"),
     ({"items": "abcde"}, "'items' must be a list or null"),
-    ({"count": 7}, "holds 5 x 32 embeddings but index.json says 7 x 32"),
-    ({"dim": 16}, "holds 5 x 32 embeddings but index.json says 5 x 16"),
+    ({"count": 7}, "are 5 x 32 but index.json says 7 x 32"),
+    ({"dim": 16}, "are 5 x 32 but index.json says 5 x 16"),
     ({"count": "5"}, "'count' must be a whole number"),
-    ({"format": 2}, "format 2.*upgrade course"),
+    ({"format": 3}, "format 3.*upgrade course"),
 ])
 def test_load_refuses_files_that_disagree(tmp_path, changes, message):
     folder = _saved(tmp_path)
@@ -424,3 +434,128 @@ def test_load_and_save_name_missing_or_wrong_paths(tmp_path):
     (folder / "index.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"not a saved EmbeddingIndex \(no index\.json\)"):
         EmbeddingIndex.load(folder)
+
+
+# -- saving is one step: a kill or a concurrent reader never sees a mix --------------------------
+
+_WRITER = """
+import sys, torch
+from course import EmbeddingIndex
+folder, rounds = sys.argv[1], int(sys.argv[2])
+def make(tag, seed):
+    g = torch.Generator().manual_seed(seed)
+    return EmbeddingIndex(torch.randn(20000, 64, generator=g), items=[f"{tag}{i}" for i in range(20000)])
+versions = [make("a", 1), make("b", 2)]
+versions[0].save(folder)
+print("ready", flush=True)
+for r in range(rounds):
+    versions[r % 2].save(folder)
+"""
+
+
+def _version(tag: str) -> torch.Tensor:
+    seed = {"a": 1, "b": 2}[tag]
+    g = torch.Generator().manual_seed(seed)
+    return EmbeddingIndex(torch.randn(20000, 64, generator=g)).embeddings
+
+
+def _assert_whole(loaded: EmbeddingIndex, expected: dict[str, torch.Tensor]) -> str:
+    """The vectors are those of the save whose items came with them (no mix of two saves)."""
+    tag = loaded.items[0][0]
+    assert {item[0] for item in loaded.items} == {tag}
+    assert torch.equal(loaded.embeddings, expected[tag])
+    return tag
+
+
+def _writer(tmp_path, rounds):
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path / "index"),
+                                str(rounds)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+@pytest.mark.slow
+def test_a_save_killed_at_any_moment_leaves_a_whole_index(tmp_path):
+    import signal
+    import time
+
+    expected = {tag: _version(tag) for tag in "ab"}
+    for delay in (0.0, 0.03, 0.07, 0.15, 0.3):
+        process = _writer(tmp_path, 10_000)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        _assert_whole(EmbeddingIndex.load(tmp_path / "index"), expected)
+
+
+@pytest.mark.slow
+def test_a_reader_during_saves_gets_one_save_or_the_other(tmp_path):
+    expected = {tag: _version(tag) for tag in "ab"}
+    process = _writer(tmp_path, 60)
+    seen = set()
+    try:
+        while process.poll() is None:
+            seen.add(_assert_whole(EmbeddingIndex.load(tmp_path / "index"), expected))
+    finally:
+        process.kill()
+        process.wait()
+    assert seen  # loads happened while the other process saved
+    _assert_whole(EmbeddingIndex.load(tmp_path / "index"), expected)
+
+
+def test_a_save_that_dies_before_the_rename_leaves_the_old_index(tmp_path, monkeypatch):
+    import os
+
+    old = EmbeddingIndex(_random(5), items=list("abcde"))
+    folder = old.save(tmp_path / "index")
+
+    def die(*args):
+        raise KeyboardInterrupt  # as if killed between writing and renaming
+
+    monkeypatch.setattr(os, "replace", die)
+    with pytest.raises(KeyboardInterrupt):
+        EmbeddingIndex(_random(7, seed=3), items=list("abcdefg")).save(folder)
+    monkeypatch.undo()
+    loaded = EmbeddingIndex.load(folder)
+    assert loaded.items == list("abcde") and torch.equal(loaded.embeddings, old.embeddings)
+    assert sorted(p.name for p in folder.iterdir()) == ["index.safetensors"]  # no temp left
+
+
+def test_a_new_save_wins_over_an_old_two_file_folder(tmp_path):
+    folder = _saved(tmp_path)  # format 1: embeddings.safetensors + index.json
+    EmbeddingIndex(_random(3, seed=8), items=["x", "y", "z"]).save(folder)
+    assert EmbeddingIndex.load(folder).items == ["x", "y", "z"]
+
+
+@pytest.mark.parametrize("keep", [0, 7, 50, -10])
+def test_load_truncated_index_file_names_it(tmp_path, keep):
+    folder = EmbeddingIndex(_random(5), items=list("abcde")).save(tmp_path / "index")
+    path = folder / "index.safetensors"
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(ValueError, match=r"index\.safetensors is damaged or truncated"):
+        EmbeddingIndex.load(folder)
+
+
+def test_load_refuses_an_index_file_without_metadata(tmp_path):
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "index"
+    folder.mkdir()
+    save_file({"embeddings": F.normalize(_random(5), dim=1)}, str(folder / "index.safetensors"))
+    with pytest.raises(ValueError, match="holds no index metadata"):
+        EmbeddingIndex.load(folder)
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root writes into read-only folders")
+def test_save_into_a_read_only_folder_says_so(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(OSError, match="cannot save the index in .*read-only"):
+            EmbeddingIndex(_random(2)).save(folder)
+    finally:
+        folder.chmod(0o700)

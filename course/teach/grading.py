@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from course.safewrite import UnsafeOutput, atomic_write, check_target, inside, move_aside
 from course.teach import plaindata, protocol
 from course.teach.checks import CheckResult, Outcome
 from course.teach.keys import FunctionKey
@@ -38,6 +39,8 @@ MAX_SUBMISSION_BYTES = 32 * 2**20
 SHIPPED_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CSV_COLUMNS = ["student", "notebook", "exercise", "outcome", "points", "max_points",
                "notebook_status", "detail"]
+#: How a feedback file of ours starts: only such files are ever replaced.
+FEEDBACK_HEADER = "# Feedback for "
 NO_SANDBOX_WARNING = (
     "WARNING: grading without a sandbox. Submissions run as your user: they can read and change "
     "your files, use the network, and read the answer keys from disk. Processes they leave "
@@ -59,6 +62,7 @@ class Submission:
     path: Path
     content: bytes = b""
     nb: Any = None  # the parsed notebook, or the exception that parsing raised
+    root: Path = Path(".")  # the submissions folder it was found in
 
 
 @dataclass
@@ -102,10 +106,10 @@ def find_submissions(folder: str | Path) -> list[Submission]:
             continue
         relative = path.relative_to(root)
         if len(relative.parts) >= 2:
-            found.append(Submission(relative.parts[0], path.stem, path))
+            found.append(Submission(relative.parts[0], path.stem, path, root=root))
         else:
             student, _, notebook = path.stem.partition("__")
-            found.append(Submission(student, notebook or "submission", path))
+            found.append(Submission(student, notebook or "submission", path, root=root))
     if not found:
         raise GradingError(f"{root}: no notebooks found (expected <student>/<notebook>.ipynb)")
     return found
@@ -200,6 +204,10 @@ def grade(
     from course.teach.sandbox import Limits, SandboxUnavailable, choose_sandbox
 
     found = find_submissions(submissions)
+    out = Path(out_csv)
+    feedback = Path(feedback_dir) if feedback_dir else out.parent / "feedback"
+    names = feedback_names(sorted({s.student for s in found}))
+    check_outputs(Path(submissions), out, feedback, names.values())
     try:
         chosen = choose_sandbox(sandbox)
     except (SandboxUnavailable, ValueError) as error:
@@ -222,11 +230,57 @@ def grade(
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             grades = list(pool.map(one, found))
-    out = Path(out_csv)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(grades, out)
-    write_feedback(grades, Path(feedback_dir) if feedback_dir else out.parent / "feedback")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(grades, out, protected=[Path(submissions)])
+        write_feedback(grades, feedback, protected=[Path(submissions)])
+    except (UnsafeOutput, OSError) as error:
+        raise GradingError(_one_line(error)) from None
     return grades
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _is_our_csv(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(4096)
+    except OSError:
+        return False
+    return first.rstrip(b"\r\n") == ",".join(CSV_COLUMNS).encode()
+
+
+def _is_our_feedback(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(FEEDBACK_HEADER)) == FEEDBACK_HEADER.encode()
+    except OSError:
+        return False
+
+
+def check_outputs(submissions: Path, out: Path, feedback: Path, names: Any) -> None:
+    """Refuse, before anything runs, outputs that would destroy files: a folder (``--out .``,
+    ``--out SUBMISSIONS``), anything inside the submissions, a link, or a file that this command
+    did not write. Only earlier grades CSVs and feedback files of ours are ever replaced.
+
+    Raises:
+        GradingError: one line naming the option and the path.
+    """
+    try:
+        check_target(out, what="--out", protected=[submissions], ours=_is_our_csv)
+        if inside(feedback, submissions):
+            raise UnsafeOutput(f"feedback folder {feedback} is inside the submissions "
+                               f"{submissions}: refusing to write there (use --feedback DIR)")
+        if os.path.lexists(feedback) and (feedback.is_symlink() or not feedback.is_dir()):
+            raise UnsafeOutput(f"feedback folder {feedback} exists and is not a folder: "
+                               "refusing to replace it (use --feedback DIR)")
+        for name in names:
+            check_target(feedback / f"{name}.md", what="feedback file",
+                         protected=[submissions], ours=_is_our_feedback)
+    except UnsafeOutput as error:
+        raise GradingError(str(error)) from None
 
 
 def _load_keys(ids: set[str]) -> None:
@@ -253,18 +307,25 @@ def _restore_if_changed(found: Sequence[Submission], graded: NotebookGrade) -> N
         except OSError:  # deleted, or replaced by a link, a folder, a FIFO...
             same = False
         if not same:
-            _write_bytes(sub.path, sub.content)
+            put_back(sub.root, sub.path, sub.content)
             graded.cell_errors.append(f"the run changed {sub.student}/{sub.path.name}: restored")
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write a file of ours, replacing (never following) whatever a run may have put there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
-    path.write_bytes(data)
+def put_back(root: Path, path: Path, data: bytes) -> None:
+    """Restore a submission file a run changed, replacing (never following) what it put there.
+
+    Nothing is deleted: a folder, or a link where a folder of the tree was, is renamed aside
+    (``NAME.changed-by-run-N``) and the original written in one step.
+    """
+    folder = root
+    for part in path.relative_to(root).parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink() or (os.path.lexists(folder) and not folder.is_dir()):
+            move_aside(folder, "changed-by-run")
+        folder.mkdir(exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        move_aside(path, "changed-by-run")
+    atomic_write(path, data)
 
 
 def _max_points(ids: Sequence[str]) -> dict[str, float]:
@@ -427,14 +488,16 @@ def rows_of(grades: Sequence[NotebookGrade]) -> list[GradeRow]:
     return rows
 
 
-def write_csv(grades: Sequence[NotebookGrade], out: Path) -> None:
-    """The grades CSV, every text cell made safe to open in a spreadsheet."""
+def write_csv(grades: Sequence[NotebookGrade], out: Path, protected: Sequence[Path] = ()) -> None:
+    """The grades CSV, every text cell made safe to open in a spreadsheet, written in one step
+    (an earlier grades CSV is replaced; any other file, a folder or a link is refused)."""
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(CSV_COLUMNS)
     for row in rows_of(grades):
         writer.writerow([safe_cell(getattr(row, column)) for column in CSV_COLUMNS])
-    _write_bytes(out, text.getvalue().encode("utf-8"))
+    check_target(out, what="--out", protected=protected, ours=_is_our_csv)
+    atomic_write(out, text.getvalue().encode("utf-8"))
 
 
 def totals(grades: Sequence[NotebookGrade]) -> list[tuple[str, str, float, float, str]]:
@@ -449,21 +512,36 @@ def feedback_name(student: str) -> str:
     return name[:80]
 
 
-def write_feedback(grades: Sequence[NotebookGrade], folder: Path) -> None:
-    """``<student>.md`` per student: points per exercise, why, and the run's errors."""
-    folder.mkdir(parents=True, exist_ok=True)
-    students: dict[str, list[NotebookGrade]] = {}
-    for graded in grades:
-        students.setdefault(graded.submission.student, []).append(graded)
+def feedback_names(students: Sequence[str]) -> dict[str, str]:
+    """A distinct feedback file name (without ``.md``) for each student, in a stable order."""
+    names: dict[str, str] = {}
     used: set[str] = set()
-    for student, notebooks in students.items():
+    for student in sorted(students):
         name = feedback_name(student)
         while name in used:  # two names that clean up the same way must not share a file
             name += "_"
         used.add(name)
+        names[student] = name
+    return names
+
+
+def write_feedback(grades: Sequence[NotebookGrade], folder: Path,
+                   protected: Sequence[Path] = ()) -> None:
+    """``<student>.md`` per student: points per exercise, why, and the run's errors.
+
+    Each file is written in one step; an existing file is replaced only when it is feedback of
+    ours, and a folder, a link or another file in the way is refused.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    students: dict[str, list[NotebookGrade]] = {}
+    for graded in grades:
+        students.setdefault(graded.submission.student, []).append(graded)
+    names = feedback_names(list(students))
+    for student, notebooks in students.items():
+        name = names[student]
         earned = sum(row.points for g in notebooks for row in g.rows)
         possible = sum(row.max_points for g in notebooks for row in g.rows)
-        lines = [f"# Feedback for {_plain(student)}", "",
+        lines = [f"{FEEDBACK_HEADER}{_plain(student)}", "",
                  f"Total: {earned:g} / {possible:g} points", ""]
         for graded in notebooks:
             lines += [f"## {_plain(graded.submission.notebook)}", "",
@@ -474,7 +552,9 @@ def write_feedback(grades: Sequence[NotebookGrade], folder: Path) -> None:
                 lines += ["", "Errors while running your notebook:"]
                 lines += [f"- {_plain(error)}" for error in graded.cell_errors]
             lines.append("")
-        _write_bytes(folder / f"{name}.md", "\n".join(lines).encode("utf-8"))
+        target = folder / f"{name}.md"
+        check_target(target, what="feedback file", protected=protected, ours=_is_our_feedback)
+        atomic_write(target, "\n".join(lines).encode("utf-8"))
 
 
 def _plain(text: str) -> str:

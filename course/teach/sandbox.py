@@ -184,8 +184,10 @@ def bwrap_problem() -> str | None:
     path = shutil.which("bwrap")
     if path is None:
         return "bubblewrap (bwrap) is not installed (Debian/Ubuntu: apt install bubblewrap)"
-    probe = Path(tempfile_dir()) / f"course-bwrap-probe-{os.getpid()}"
-    probe.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    # a folder of our own (mkdtemp), never one that happened to be there: it is removed after
+    probe = Path(tempfile.mkdtemp(prefix="course-bwrap-probe-", dir=tempfile_dir()))
     try:
         command = bwrap_command([sys.executable, "-c", "print('ok')"], scratch=probe,
                                 readable=())
