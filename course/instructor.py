@@ -6,7 +6,10 @@ The exercise markup they read is described in ``course.teach.markup``; grading s
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -165,23 +168,77 @@ def _nbgrader_meta(grade_id: str, *, solution: bool = False, points: float | Non
     return meta
 
 
+class OutputError(ValueError):
+    """An output would overwrite an input or another output, or cannot be written."""
+
+
+def _planned_targets(paths: Sequence[Path], out: Path) -> list[Path]:
+    """Where each input goes in ``out``; refuses name clashes and targets that are inputs."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder (the output must be a folder)")
+    by_name: dict[str, Path] = {}
+    for path in paths:
+        if path.name in by_name:
+            raise OutputError(f"{by_name[path.name]} and {path} would both be written to "
+                              f"{out / path.name}: give inputs with distinct file names")
+        by_name[path.name] = path
+    targets = [out / path.name for path in paths]
+    for target in targets:
+        for path in paths:
+            # samefile also catches a symlink or a hard link to an input, and a case-folding
+            # file system where `A.ipynb` and `a.ipynb` are one file
+            if target.exists() and os.path.samefile(target, path):
+                raise OutputError(f"{target}: is the input {path}; writing there would overwrite "
+                                  "it. Choose another output folder")
+    return targets
+
+
+def _write_atomically(nb: Any, target: Path) -> None:
+    """Write ``nb`` to ``target`` via a temporary file and a rename: never half a notebook.
+
+    The rename replaces a symlink at ``target`` itself, never the file it points to.
+    """
+    import nbformat
+
+    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            nbformat.write(nb, stream)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
 def _transform_all(inputs: Sequence[str | Path], out_dir: str | Path,
                    transform: Callable[[Any, str], Any]) -> list[Path]:
     import nbformat
 
     out = Path(out_dir)
-    written = []
-    for path in notebook_paths(inputs):
+    paths = notebook_paths(inputs)
+    targets = _planned_targets(paths, out)
+    # every input is read and transformed before anything is written: a broken notebook
+    # leaves no half-written output folder behind
+    done = []
+    for path in paths:
         try:
             nb = nbformat.read(path, as_version=4)
         except Exception as error:  # noqa: BLE001 - malformed JSON, wrong nbformat…
             raise MarkupError(f"{path}: not a readable notebook ({type(error).__name__})") from None
-        transform(nb, path.name)
+        done.append(transform(nb, path.name))
+    try:
         out.mkdir(parents=True, exist_ok=True)
-        target = out / path.name
-        nbformat.write(nb, target)
-        written.append(target)
-    return written
+    except OSError as error:
+        raise OutputError(f"{out}: cannot create the output folder "
+                          f"({error.strerror or type(error).__name__})") from None
+    for nb, target in zip(done, targets):
+        try:
+            _write_atomically(nb, target)
+        except OSError as error:
+            raise OutputError(f"{target}: cannot write there "
+                              f"({error.strerror or type(error).__name__})") from None
+    return targets
 
 
 def solve(inputs: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
@@ -230,7 +287,7 @@ def _run(command: Callable[[Sequence[str], str], list[Path]], what: str,
     """Run a transform; a problem with the input is one line on stderr and exit status 2."""
     try:
         paths = command(inputs, out)
-    except (MarkupError, FileNotFoundError) as error:
+    except (MarkupError, OutputError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for path in paths:

@@ -213,3 +213,70 @@ def test_nbgrader_round_trip(tmp_path):
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
         scores = {s: gradebook.find_submission("ps1", s).score for s in ("solved", "untouched")}
     assert scores == {"solved": 3.0, "untouched": 0.0}
+
+
+@pytest.mark.parametrize("command", ["solve", "assign", "export-nbgrader"])
+def test_no_command_overwrites_its_input(tmp_path, capsys, command):
+    source = tmp_path / "example.ipynb"
+    source.write_bytes((EXAMPLE_DIR / "example.ipynb").read_bytes())
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link" / "example.ipynb").symlink_to(source)
+    before = source.read_bytes()
+    for out in (tmp_path, tmp_path / "link"):  # the input's own folder; a link to the input
+        args = [command, str(source)] + ([str(out)] if command == "solve" else ["--out", str(out)])
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "overwrite" in err and "Traceback" not in err and len(err.splitlines()) == 1
+        assert source.read_bytes() == before
+    # a folder given as both input and output: refused the same way
+    assert main(["solve", str(tmp_path), str(tmp_path)]) == 2
+    assert source.read_bytes() == before
+
+
+def test_solve_refuses_two_inputs_of_the_same_name(tmp_path, capsys):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "example.ipynb").write_bytes(
+            (EXAMPLE_DIR / "example.ipynb").read_bytes())
+    assert main(["solve", str(tmp_path / "a" / "example.ipynb"),
+                 str(tmp_path / "b" / "example.ipynb"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "both be written" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing half-done
+
+
+def test_solve_into_a_file_or_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("keep me")
+    assert main(["solve", str(EXAMPLE_DIR), str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err
+    assert "not a folder" in err and "Traceback" not in err
+    assert (tmp_path / "file").read_text() == "keep me"
+    assert main(["solve", str(EXAMPLE_DIR), str(tmp_path / "file" / "sub")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.geteuid() == 0:  # root ignores folder permissions: the OS's refusal, simulated
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(instructor.tempfile, "mkstemp", refuse)
+    try:
+        assert main(["assign", str(EXAMPLE_DIR), "--out", str(locked)]) == 2
+        err = capsys.readouterr().err
+        assert "cannot write" in err and "Traceback" not in err and len(err.splitlines()) == 1
+        assert list(locked.iterdir()) == []  # no temporary file left behind
+    finally:
+        locked.chmod(0o755)
+
+
+def test_solve_replaces_a_symlinked_output_not_what_it_points_to(tmp_path):
+    elsewhere = tmp_path / "elsewhere.ipynb"
+    elsewhere.write_text("precious")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "example.ipynb").symlink_to(elsewhere)
+    instructor.solve([EXAMPLE_DIR / "example.ipynb"], tmp_path / "out")
+    assert elsewhere.read_text() == "precious"
+    assert not (tmp_path / "out" / "example.ipynb").is_symlink()
+    assert cell_markup(_cells(nbformat.read(tmp_path / "out" / "example.ipynb", as_version=4),
+                              "stub")[0])[0] == "example.q1"
