@@ -20,7 +20,13 @@ from typing import Any
 
 from course.teach.checks import CheckResult, Feedback, Outcome, variant_names
 from course.teach.keys import FunctionKey, Key, ValueKey
-from course.teach.protocol import code_objects, judge_function, judge_value, run_on_cases
+from course.teach.protocol import (
+    code_objects,
+    guarded,
+    judge_function,
+    judge_value,
+    run_on_cases,
+)
 from course.warn import warn
 
 #: Environment variable that disables ``solution()`` when set to ``1``.
@@ -203,8 +209,12 @@ class FunctionExercise(Exercise):
         forbidden = code_objects(key.forbidden)
         forbidden[key.reference.__code__] = "the course's reference solution"
         cases = key.cases
-        records = run_on_cases(answer, [case.args for case in cases], time_limit_s=self.time_limit,
-                               variants=self.variants, forbidden=forbidden)
+        # the course's implementations are guards while the answer runs: a call that borrows
+        # them fails however it is made (an alias, a thread, with the profile hook switched off)
+        with guarded(key.forbidden, extra=[key.reference]):
+            records = run_on_cases(answer, [case.args for case in cases],
+                                   time_limit_s=self.time_limit, variants=self.variants,
+                                   forbidden=forbidden)
         return judge_function(self, key, cases, records)
 
 
