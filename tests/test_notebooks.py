@@ -116,6 +116,10 @@ def _stub(*args):
     raise NotImplementedError("Replace this line with your code")
 
 
+def untouched_answer(exercise):
+    return _stub if isinstance(exercise, FunctionExercise) else None
+
+
 def test_every_exercise_has_a_wrong_answer_here():
     assert sorted({exercise_id for exercise_id, _, _ in WRONG}) == sorted(e.id for e in EXERCISES)
 
@@ -123,9 +127,13 @@ def test_every_exercise_has_a_wrong_answer_here():
 @pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.id)
 def test_exercise_right_and_untouched(exercise):
     reference = exercise.reference
-    right = learner_copy(reference) if callable(reference) else reference
+    right = learner_copy(reference) if callable(reference) else exercise.key.expected
     result = exercise.check(right)
     assert result.outcome is Outcome.CORRECT, result
+    # the course's own answer, as `use()` hands it back when the learner's is missing, is not
+    # an attempt: checking it must not pass
+    assert exercise.check(exercise.use(untouched_answer(exercise))).outcome \
+        is Outcome.NOT_ATTEMPTED
     untouched = _stub if isinstance(exercise, FunctionExercise) else None
     assert exercise.check(untouched).outcome is Outcome.NOT_ATTEMPTED
     assert exercise.hints and exercise.solution().body
@@ -142,7 +150,7 @@ def test_wrong_answer_is_diagnosed_without_the_answer(exercise_id, wrong, words)
     assert words in result.message, result.message
     assert not re.search(r"expected -?[0-9\[(]", result.message), result.message
     if not callable(exercise.reference):
-        assert repr(exercise.reference) not in result.message
+        assert repr(exercise.key.expected) not in result.message
 
 
 def test_value_answers_at_the_precision_the_notebook_quotes():
