@@ -234,10 +234,10 @@ def run_on_cases(
     retried = False
     for args in inputs:
         record = _call(function, args, time_limit_s, variants, forbidden or {})
-        if record.status == "timeout" and not retried:
-            # once: the first call may have paid for imports (`import sklearn` inside the
-            # function), which the time limit is not meant to count; an endless loop still
-            # times out again
+        if record.status == "timeout" and not records and not retried:
+            # once, on the first case: its call may have paid for imports (`import sklearn`
+            # inside the function), which the time limit is not meant to count; an endless
+            # loop times out again
             retried = True
             record = _call(function, args, time_limit_s, variants, forbidden or {})
         records.append(record)
@@ -249,13 +249,16 @@ def run_on_cases(
 def _call(function: Callable[..., Any], args: tuple[Any, ...], seconds: float | None,
           variants: Sequence[str], forbidden: dict[CodeType, str]) -> CallRecord:
     first_error: BaseException | None = None
-    attempts = [copy.deepcopy(args)]
-    for name in variants:
-        try:
-            attempts.append(VARIANTS[name](copy.deepcopy(args)))
-        except Exception:  # noqa: BLE001, S112 - e.g. no torch: that variant is unavailable
-            continue
-    for arguments in attempts:
+
+    def attempts() -> Iterator[tuple[Any, ...]]:
+        yield copy.deepcopy(args)
+        for name in variants:  # built only when needed: a variant may import torch
+            try:
+                yield VARIANTS[name](copy.deepcopy(args))
+            except Exception:  # noqa: BLE001, S112 - e.g. no torch: that variant is unavailable
+                continue
+
+    for arguments in attempts():
         _BORROWED.clear()
         with watching(forbidden) as used:
             try:
@@ -422,12 +425,15 @@ def judge_function(exercise: Any, key: FunctionKey, cases: Sequence[Case],
             return result(Outcome.INCORRECT, f"{where}: {name} raised NotImplementedError.")
         if record.status == "raised":
             return result(Outcome.INCORRECT, f"{where}: {name} raised {record.error}")
+        # generic problems are only kept here: a named mistake, checked below, says more
+        # (a `>` for `>=` returns None where no k matches, and is told so by name)
         if record.output is None:
-            return result(Outcome.INCORRECT, f"{where}: {name} returned None "
-                          "(a missing `return`?).")
+            problems.append((number, f"{where}: {name} returned None (a missing `return`?)"))
+            continue
         if isinstance(record.output, plaindata.Unsupported):
-            return result(Outcome.INCORRECT, f"{where}: {name} returned "
-                          f"{record.output.description}, which cannot be checked.")
+            problems.append((number, (f"{where}: {name} returned "
+                                      f"{record.output.description}, which cannot be checked")))
+            continue
         verdict = _compare(key.compare, record.output, case.expected_output(key.reference))
         problem = problem_of(verdict)
         if problem:
@@ -457,6 +463,10 @@ def _matching_mistake(key: FunctionKey, cases: Sequence[Case],
             try:
                 wrong = mistake.function(*copy.deepcopy(case.args))
             except Exception:  # noqa: BLE001 - the mistake does not apply to this case
+                break
+            if record.output is None or wrong is None:
+                if record.output is wrong:  # both None: the same answer
+                    continue
                 break
             if problem_of(_compare(key.compare, record.output, wrong)) is not None:
                 break

@@ -70,7 +70,14 @@ def guard_source(source: str, names: Sequence[str], label_of: dict[str, str]) ->
 def guard_package(package: Path, dest: Path, forbidden: Sequence[str]) -> Path:
     """Copy the ``course`` package at ``package`` into ``dest/course`` with the ``forbidden``
     implementations (``"module:function"`` names) rewritten to raise; returns ``dest``."""
-    shutil.copytree(package, dest / "course",
+    def link_or_copy(source: str, target: str) -> object:
+        try:  # the weights need not be copied again: the rewritten files are unlinked first
+            os.link(source, target)
+            return target
+        except OSError:
+            return shutil.copy2(source, target)
+
+    shutil.copytree(package, dest / "course", copy_function=link_or_copy,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "keys"))
     by_module: dict[str, list[str]] = {}
     for name in forbidden:
@@ -88,6 +95,7 @@ def guard_package(package: Path, dest: Path, forbidden: Sequence[str]) -> Path:
                 labels = {n: f"`{module}.{n}`" for n in names}
                 guarded = guard_source(path.read_text(encoding="utf-8"), names, labels)
                 if guarded is not None:
+                    path.unlink()  # a hard link to the original: never write through it
                     path.write_text(guarded, encoding="utf-8")
                 break
     return dest
