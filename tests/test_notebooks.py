@@ -21,6 +21,7 @@ import pytest
 from course.exercises import FunctionExercise, Outcome, exercises_in
 from course.exercises.keys import nb03 as key03
 from course.exercises.keys import nb04 as key04
+from course.exercises.keys import nb06 as key06
 from course.instructor import solve
 from course.teach.kernelenv import kernel_env
 from course.teach.markup import cell_markup, markup_problems
@@ -67,10 +68,15 @@ WRONG = [
     ("nb03.q1", key03._variant(reduction="sum"), "the mean over the N pairs"),
     ("nb03.q1", key03._variant(multiply=True), "temperature multiplies"),
     ("nb03.q1", key03._variant(normalise=False), "not normalised"),
+    ("nb03.q1", lambda i, t, temp: float(_learner_loss(i, t, temp)), "as a torch tensor"),
+    ("nb03.q1", lambda i, t, temp: [_learner_loss(i, t, temp).item()], "as a torch tensor"),
+    ("nb03.q1", lambda i, t, temp: _learner_loss(i, t, temp).numpy(), "as a torch tensor"),
     ("nb03.q2", (math.log(8), 0.0), "the second number"),
+    ("nb03.q2", ("2.08", "1.27"), "in quotes"),
     ("nb03.q2", (2.5, 1.27), "the 1st number is too large"),
     ("nb03.q3", 0.07, "starting temperature"),
     ("nb03.q3", 0.5, "too large"),
+    ("nb03.q3", "0.15", "in quotes"),
     ("nb04.q1", _probs(normalise=False), "not normalised"),
     ("nb04.q1", _probs(axis=0), "softmax runs over the images"),
     ("nb04.q1", _probs(divide=True), "divide by the logit scale"),
@@ -82,10 +88,12 @@ WRONG = [
      "raw dot products"),
     ("nb05.q2", _first_positive_only, "first positive"),
     ("nb05.q3", "a red circle", "add a negation or a relation"),
+    ("nb05.q3", "a blue circle that is not red", "that query does not fail"),  # it works
     ("nb05.q4", "A", "not A"),
     ("nb06.q1", lambda x, y, t: np.array([next(iter(y))] * len(t)), "normalise the embeddings"),
     ("nb06.q1", _unnormalised_probe, "normalise the embeddings"),
     ("nb06.q2", lambda ks, acc, zs: ks[int(np.argmax(acc))], "*first* (smallest) k"),
+    ("nb06.q2", key06._first_strictly_better, "use >=, not >"),  # named, not "returned None"
     ("nb06.q3", lambda train, val: int(np.argmin(train)), "validation loss says when to stop"),
     ("nb07.q1", lambda sp, sl, tp, tl: float(np.mean(np.asarray(tp) == np.asarray(tl))
                                              - np.mean(np.asarray(sp) == np.asarray(sl))),
@@ -107,6 +115,9 @@ def learner_copy(function):
     return namespace[function.__name__]
 
 
+_learner_loss = learner_copy(key03.symmetric_clip_loss)  # built before any check guards it
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_PROGRESS_FILE", str(tmp_path / "progress.json"))
@@ -116,6 +127,10 @@ def _stub(*args):
     raise NotImplementedError("Replace this line with your code")
 
 
+def untouched_answer(exercise):
+    return _stub if isinstance(exercise, FunctionExercise) else None
+
+
 def test_every_exercise_has_a_wrong_answer_here():
     assert sorted({exercise_id for exercise_id, _, _ in WRONG}) == sorted(e.id for e in EXERCISES)
 
@@ -123,9 +138,13 @@ def test_every_exercise_has_a_wrong_answer_here():
 @pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.id)
 def test_exercise_right_and_untouched(exercise):
     reference = exercise.reference
-    right = learner_copy(reference) if callable(reference) else reference
+    right = learner_copy(reference) if callable(reference) else exercise.key.expected
     result = exercise.check(right)
     assert result.outcome is Outcome.CORRECT, result
+    # the course's own answer, as `use()` hands it back when the learner's is missing, is not
+    # an attempt: checking it must not pass
+    assert exercise.check(exercise.use(untouched_answer(exercise))).outcome \
+        is Outcome.NOT_ATTEMPTED
     untouched = _stub if isinstance(exercise, FunctionExercise) else None
     assert exercise.check(untouched).outcome is Outcome.NOT_ATTEMPTED
     assert exercise.hints and exercise.solution().body
@@ -142,7 +161,7 @@ def test_wrong_answer_is_diagnosed_without_the_answer(exercise_id, wrong, words)
     assert words in result.message, result.message
     assert not re.search(r"expected -?[0-9\[(]", result.message), result.message
     if not callable(exercise.reference):
-        assert repr(exercise.reference) not in result.message
+        assert repr(exercise.key.expected) not in result.message
 
 
 def test_value_answers_at_the_precision_the_notebook_quotes():

@@ -30,9 +30,10 @@ q2 = FunctionExercise(
         "You have 16 labelled embeddings per class from the target domain: fit a classifier on them.",
         ("A linear probe is enough: normalise the embeddings, then "
          "`sklearn.linear_model.LogisticRegression(C=10, max_iter=2000)`."),
-        ("`course.transfer.LinearProbe().fit(support_embeds, support_labels).predict(test_embeds)` "
-         "is the course's version; averaging each class's embeddings (nearest class mean) is "
-         "not enough here."),
+        ("Averaging each class's embeddings (nearest class mean) is not enough here: fit the "
+         "probe's weights on the unit-length support embeddings, then predict each test "
+         "embedding after normalising it the same way (the course's own LinearProbe is off "
+         "limits: write the few lines yourself)."),
     ],
 )
 

@@ -171,6 +171,33 @@ def tolerance(want: Any, rtol: float, atol: float, digits: int | None) -> Any:
 
 # -- comparators ------------------------------------------------------------------------------------
 
+def _holds_text(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is text, or a list/tuple/array with text in it."""
+    if isinstance(value, (str, bytes)):
+        return True
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if kind in ("U", "S"):
+        return True
+    if kind == "O" and depth < 3:
+        return any(_holds_text(item, depth + 1) for item in getattr(value, "flat", []))
+    if isinstance(value, (list, tuple)) and depth < 3:
+        return any(_holds_text(item, depth + 1) for item in value)
+    return False
+
+
+def tensor_result(compare: Comparator, what: str = "the loss") -> Comparator:
+    """``compare``, for answers that must be torch tensors (a loss to back-propagate)."""
+
+    def check(got: Any, expected: Any) -> str | Passed | None:
+        if not (hasattr(got, "detach") and hasattr(got, "backward")):
+            return (f"return {what} as a torch tensor, not a {kind_of(got)}: a Python number or "
+                    "a list cannot be back-propagated, so keep the result of the torch "
+                    "operations (no `.item()`, `float()` or list)")
+        return compare(got, expected)
+
+    return check
+
+
 def close(rtol: float = 1e-5, atol: float = 1e-8, *, digits: int | None = None) -> Comparator:
     """Numbers or arrays equal within a tolerance (numpy, torch, lists and scalars all accepted).
 
@@ -181,6 +208,9 @@ def close(rtol: float = 1e-5, atol: float = 1e-8, *, digits: int | None = None) 
     import numpy as np
 
     def compare(got: Any, expected: Any) -> str | Passed | None:
+        if _holds_text(got):  # numpy would read "0.15" as 0.15
+            return (f"expected a number or an array of numbers, got text ({kind_of(got)}): "
+                    "compute the value instead of writing it in quotes")
         try:
             got_array = np.asarray(to_plain(got), dtype=float)
         except (TypeError, ValueError):

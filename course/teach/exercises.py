@@ -13,6 +13,7 @@ and ``check`` reports NOT_ATTEMPTED for both.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from importlib import import_module
@@ -20,7 +21,13 @@ from typing import Any
 
 from course.teach.checks import CheckResult, Feedback, Outcome, variant_names
 from course.teach.keys import FunctionKey, Key, ValueKey
-from course.teach.protocol import code_objects, judge_function, judge_value, run_on_cases
+from course.teach.protocol import (
+    code_objects,
+    guarded,
+    judge_function,
+    judge_value,
+    run_on_cases,
+)
 from course.warn import warn
 
 #: Environment variable that disables ``solution()`` when set to ``1``.
@@ -42,6 +49,68 @@ def disable_solutions() -> None:
 def solutions_disabled() -> bool:
     """Whether ``solution()`` refuses (``disable_solutions()`` or ``COURSE_NO_SOLUTIONS=1``)."""
     return _solutions_disabled or os.environ.get(NO_SOLUTIONS_ENV, "") == "1"
+
+
+# A value handed back by ``use()`` in place of an unsolved answer carries one of these types:
+# the lesson computes with it as usual, and ``check()`` knows it is the course's, not the
+# learner's (identity would not do: equal small numbers and strings are often one object).
+class _ReferenceInt(int):
+    __slots__ = ()
+
+
+class _ReferenceFloat(float):
+    __slots__ = ()
+
+
+class _ReferenceStr(str):
+    __slots__ = ()
+
+
+class _ReferenceTuple(tuple):
+    __slots__ = ()
+
+
+class _ReferenceList(list):
+    pass
+
+
+class _ReferenceDict(dict):
+    pass
+
+
+_REFERENCE_TYPES: dict[type, type] = {int: _ReferenceInt, float: _ReferenceFloat,
+                                      str: _ReferenceStr, tuple: _ReferenceTuple,
+                                      list: _ReferenceList, dict: _ReferenceDict}
+
+
+def _as_reference(value: Any) -> Any:
+    """``value`` as a marked copy (see ``_REFERENCE_TYPES``), or unchanged when it cannot be."""
+    marked = _REFERENCE_TYPES.get(type(value))
+    if marked is not None:
+        return marked(value)
+    try:
+        import numpy as np
+
+        if type(value) is np.ndarray:
+            return value.copy().view(_reference_array())
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_array() -> type:
+    """The marked numpy array type (built on first use: numpy is imported late)."""
+    import numpy as np
+
+    return type("_ReferenceArray", (np.ndarray,), {"__module__": __name__})
+
+
+def is_reference_value(value: Any) -> bool:
+    """Whether ``value`` is the course's answer as handed back by ``use()``."""
+    if isinstance(value, tuple(_REFERENCE_TYPES.values())):
+        return True
+    return _reference_array.cache_info().currsize > 0 and isinstance(value, _reference_array())
 
 
 class Exercise:
@@ -151,7 +220,8 @@ class Exercise:
             return answer
         print(f"Note: using the course's reference for {self.id} ({self.title}) from here on; "
               f"yours is {result.outcome.value}.")
-        return reference
+        # marked, so that checking it later is not mistaken for the learner's own answer
+        return _as_reference(reference) if self.kind == "value" else reference
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}: {self.title}>"
@@ -203,8 +273,12 @@ class FunctionExercise(Exercise):
         forbidden = code_objects(key.forbidden)
         forbidden[key.reference.__code__] = "the course's reference solution"
         cases = key.cases
-        records = run_on_cases(answer, [case.args for case in cases], time_limit_s=self.time_limit,
-                               variants=self.variants, forbidden=forbidden)
+        # the course's implementations are guards while the answer runs: a call that borrows
+        # them fails however it is made (an alias, a thread, with the profile hook switched off)
+        with guarded(key.forbidden, extra=[key.reference]):
+            records = run_on_cases(answer, [case.args for case in cases],
+                                   time_limit_s=self.time_limit, variants=self.variants,
+                                   forbidden=forbidden)
         return judge_function(self, key, cases, records)
 
 
@@ -217,11 +291,15 @@ class ValueExercise(Exercise):
     def reference(self) -> Any:
         key = self.key
         assert isinstance(key, ValueKey)
-        return key.expected
+        return _as_reference(key.expected)  # marked: checking it is not an attempt
 
     def evaluate(self, answer: Any) -> CheckResult:
         key = self.key
         assert isinstance(key, ValueKey)
+        if is_reference_value(answer):
+            return CheckResult(self.id, Outcome.NOT_ATTEMPTED,
+                               f"That is the course's reference value (what `{self._alias()}.use` "
+                               f"hands back), not your answer: set `{self.answer_name}` yourself.")
         return judge_value(self, key, answer)
 
 

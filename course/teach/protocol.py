@@ -105,6 +105,88 @@ def code_objects(names: Sequence[str]) -> dict[CodeType, str]:
     return codes
 
 
+class BorrowedImplementation(Exception):
+    """The learner's function called a course implementation that is replaced by a guard."""
+
+
+#: Names of guarded implementations called since the last ``_call`` read it.
+_BORROWED: set[str] = set()
+
+
+def borrowed(name: str) -> BorrowedImplementation:
+    """What a guard raises in place of the course's implementation ``name`` (and notes it)."""
+    _BORROWED.add(name)
+    return BorrowedImplementation(f"{name} is not available while your answer is checked")
+
+
+def guard_code(label: str, original: CodeType) -> CodeType | None:
+    """A code object that raises ``borrowed(label)``, fit to replace ``original`` in place (same
+    free variables), or None when none can be built."""
+    free = original.co_freevars
+    lines = ["def outer():", *[f"    {v} = None" for v in free],
+             "    def guard(*args, **kwargs):"]
+    if free:  # mention them so the guard closes over the same cells
+        lines.append("        (" + ", ".join(free) + ",)")
+    lines += [(f"        raise __import__('course.teach.protocol', fromlist=['borrowed'])"
+               f".borrowed({label!r})"), "    return guard"]
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(lines), "<course guard>", "exec"), namespace)  # noqa: S102
+    code = namespace["outer"]().__code__
+    if code.co_freevars != free:
+        return None
+    return code.replace(co_name=original.co_name)
+
+
+def guard_targets(names: Sequence[str]) -> list[tuple[Any, str]]:
+    """``(function, label)`` for each function that ``"module:function"``/``"module:Class"``
+    names, a class's own methods included (not those it inherits from outside the course)."""
+    targets: list[tuple[Any, str]] = []
+    for name in names:
+        module_name, _, attribute = name.partition(":")
+        try:
+            target: Any = import_module(module_name)
+            for part in attribute.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError):
+            continue
+        label = f"`{name.replace(':', '.')}`"
+        if inspect.isclass(target):
+            for klass in target.__mro__:
+                if not klass.__module__.startswith("course"):
+                    continue
+                for member in vars(klass).values():
+                    function = getattr(member, "__func__", member)  # static/class methods too
+                    if inspect.isfunction(function):
+                        targets.append((function, label))
+                    elif isinstance(member, property):
+                        targets += [(f, label) for f in (member.fget, member.fset) if f]
+        elif inspect.isfunction(inspect.unwrap(target)):
+            targets.append((inspect.unwrap(target), label))
+    return targets
+
+
+@contextmanager
+def guarded(names: Sequence[str], extra: Sequence[Callable[..., Any]] = ()) -> Iterator[None]:
+    """Inside the block, the named course implementations raise instead of running.
+
+    Their code objects are swapped in place, so every reference to them (an alias imported
+    before, a bound method, a call from another thread) meets the guard; no profile hook that
+    the learner's code could switch off is involved.
+    """
+    targets = guard_targets(names) + [(f, "the course's reference solution") for f in extra]
+    swapped: list[tuple[Any, CodeType]] = []
+    try:
+        for function, label in targets:
+            code = guard_code(label, function.__code__)
+            if code is not None and all(function is not f for f, _ in swapped):
+                swapped.append((function, function.__code__))
+                function.__code__ = code
+        yield
+    finally:
+        for function, original in reversed(swapped):
+            function.__code__ = original
+
+
 @contextmanager
 def watching(codes: dict[CodeType, str]) -> Iterator[set[str]]:
     """Collect which of ``codes`` run inside the block (however the learner got hold of them)."""
@@ -149,8 +231,15 @@ def run_on_cases(
     the first error is recorded, so a learner may answer in numpy or in torch.
     """
     records: list[CallRecord] = []
+    retried = False
     for args in inputs:
         record = _call(function, args, time_limit_s, variants, forbidden or {})
+        if record.status == "timeout" and not records and not retried:
+            # once, on the first case: its call may have paid for imports (`import sklearn`
+            # inside the function), which the time limit is not meant to count; an endless
+            # loop times out again
+            retried = True
+            record = _call(function, args, time_limit_s, variants, forbidden or {})
         records.append(record)
         if record.status in {"timeout", "not implemented"}:
             break
@@ -160,27 +249,32 @@ def run_on_cases(
 def _call(function: Callable[..., Any], args: tuple[Any, ...], seconds: float | None,
           variants: Sequence[str], forbidden: dict[CodeType, str]) -> CallRecord:
     first_error: BaseException | None = None
-    attempts = [copy.deepcopy(args)]
-    for name in variants:
-        try:
-            attempts.append(VARIANTS[name](copy.deepcopy(args)))
-        except Exception:  # noqa: BLE001, S112 - e.g. no torch: that variant is unavailable
-            continue
-    for arguments in attempts:
+
+    def attempts() -> Iterator[tuple[Any, ...]]:
+        yield copy.deepcopy(args)
+        for name in variants:  # built only when needed: a variant may import torch
+            try:
+                yield VARIANTS[name](copy.deepcopy(args))
+            except Exception:  # noqa: BLE001, S112 - e.g. no torch: that variant is unavailable
+                continue
+
+    for arguments in attempts():
+        _BORROWED.clear()
         with watching(forbidden) as used:
             try:
                 with time_limit(seconds):
                     output = function(*arguments)
             except NotImplementedError:
-                return CallRecord("not implemented", used=sorted(used))
+                return CallRecord("not implemented", used=sorted(used | _BORROWED))
             except CheckTimeout:
-                return CallRecord("timeout", used=sorted(used))
+                return CallRecord("timeout", used=sorted(used | _BORROWED))
             except Exception as error:  # noqa: BLE001 - learner code may raise anything
                 first_error = first_error or error
+                used |= _BORROWED  # a guard raised (or was met and its error caught)
                 if used:
                     return CallRecord("raised", error=_describe(error), used=sorted(used))
                 continue
-        return CallRecord("ok", output=output, used=sorted(used))
+        return CallRecord("ok", output=output, used=sorted(used | _BORROWED))
     assert first_error is not None
     return CallRecord("raised", error=_describe(first_error))
 
@@ -214,6 +308,39 @@ def collect_answers(namespace: dict[str, Any], manifest_path: str, answers_path:
                                              for r in records]}
     plaindata.dump({"nonce": nonce, "answers": {key: _bounded(entry)
                                                 for key, entry in answers.items()}}, answers_path)
+
+
+def hand_over(namespace: dict[str, Any], exercises: Sequence[dict[str, Any]],
+              folder: str) -> None:
+    """A grading run's last cell (``course grade``): hand every answer over, running nothing.
+
+    Values go as plain data; functions are pickled by value (cloudpickle), to be run on the
+    hidden inputs by ``course.teach.replay`` in a process the kernel cannot reach. The index is
+    written last: without it, nothing arrived.
+    """
+    import cloudpickle
+
+    entries: dict[str, Any] = {}
+    for item in exercises:
+        name, exercise_id = item["answer_name"], item["id"]
+        if name not in namespace:
+            entries[exercise_id] = {"status": "missing"}
+        elif item["kind"] == "value":
+            entries[exercise_id] = _bounded({"status": "ok", "value": namespace[name]})
+        elif not callable(namespace[name]):
+            entries[exercise_id] = {"status": "not callable", "kind": kind_of(namespace[name])}
+        else:
+            try:
+                data = cloudpickle.dumps(namespace[name])
+            except Exception as error:  # noqa: BLE001 - a global that cannot travel
+                entries[exercise_id] = {"status": "ran", "calls": [{
+                    "status": "raised", "output": None, "used": [],
+                    "error": _describe(error) + " (your function uses something that cannot be "
+                             "sent to the grader: keep what it needs inside it)"}]}
+                continue
+            Path(folder, f"{exercise_id}.pkl").write_bytes(data)
+            entries[exercise_id] = {"status": "sent"}
+    plaindata.dump(entries, str(Path(folder, "index.json")))
 
 
 def _bounded(entry: dict[str, Any]) -> Any:
@@ -298,12 +425,15 @@ def judge_function(exercise: Any, key: FunctionKey, cases: Sequence[Case],
             return result(Outcome.INCORRECT, f"{where}: {name} raised NotImplementedError.")
         if record.status == "raised":
             return result(Outcome.INCORRECT, f"{where}: {name} raised {record.error}")
+        # generic problems are only kept here: a named mistake, checked below, says more
+        # (a `>` for `>=` returns None where no k matches, and is told so by name)
         if record.output is None:
-            return result(Outcome.INCORRECT, f"{where}: {name} returned None "
-                          "(a missing `return`?).")
+            problems.append((number, f"{where}: {name} returned None (a missing `return`?)"))
+            continue
         if isinstance(record.output, plaindata.Unsupported):
-            return result(Outcome.INCORRECT, f"{where}: {name} returned "
-                          f"{record.output.description}, which cannot be checked.")
+            problems.append((number, (f"{where}: {name} returned "
+                                      f"{record.output.description}, which cannot be checked")))
+            continue
         verdict = _compare(key.compare, record.output, case.expected_output(key.reference))
         problem = problem_of(verdict)
         if problem:
@@ -333,6 +463,10 @@ def _matching_mistake(key: FunctionKey, cases: Sequence[Case],
             try:
                 wrong = mistake.function(*copy.deepcopy(case.args))
             except Exception:  # noqa: BLE001 - the mistake does not apply to this case
+                break
+            if record.output is None or wrong is None:
+                if record.output is wrong:  # both None: the same answer
+                    continue
                 break
             if problem_of(_compare(key.compare, record.output, wrong)) is not None:
                 break

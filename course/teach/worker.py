@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,69 @@ MAX_ERRORS = 20
 
 
 def collector_source(manifest: str, answers: str, nonce: str) -> str:
-    """The grader's last cell: hand every answer to ``collect_answers`` (which decides nothing)."""
+    """The in-kernel collector of earlier versions (kept for ``collect_answers``' tests)."""
     return ("# appended by `course grade`\n"
             "from course.teach.protocol import collect_answers as __course_collect\n"
             f"__course_collect(globals(), {manifest!r}, {answers!r}, {nonce!r})")
+
+
+def hand_over_source(exercises: list[dict[str, Any]], folder: str) -> str:
+    """The grader's last cell: hand every answer over (``protocol.hand_over`` runs nothing, and
+    the cell carries neither the hidden inputs nor the nonce)."""
+    return ("# appended by `course grade`\n"
+            "from course.teach.protocol import hand_over as __course_hand_over\n"
+            f"__course_hand_over(globals(), {exercises!r}, {folder!r})")
+
+
+def _read_manifest(path: str) -> dict[str, Any]:
+    """The hidden inputs, read into this process and removed from the disk before the kernel
+    starts: only the replay process gets them."""
+    from course.teach import plaindata
+    from course.teach.protocol import MAX_DOCUMENT_BYTES
+
+    manifest = plaindata.load(path, max_bytes=MAX_DOCUMENT_BYTES)
+    Path(path).unlink()
+    return manifest
+
+
+def collect(job: dict[str, Any], manifest: dict[str, Any], folder: Path) -> None:
+    """After the kernel is gone: replay the handed-over functions where the course cannot do
+    them (``course.teach.replay``) and write the answers, with the nonce, for the grader."""
+    import course
+    from course.teach import plaindata, replay
+    from course.teach.protocol import MAX_DOCUMENT_BYTES
+
+    collector = job["collector"]
+    try:
+        index = plaindata.load(folder / replay.INDEX_NAME, max_bytes=MAX_DOCUMENT_BYTES)
+    except (OSError, plaindata.PlainDataError):
+        return  # the kernel never reached the last cell: nothing arrived
+    if not isinstance(index, dict):
+        return
+    answers: dict[str, Any] = {}
+    functions = []
+    for item in manifest["exercises"]:
+        entry = index.get(item["id"])
+        if not isinstance(entry, dict):
+            answers[item["id"]] = {"status": "missing"}
+        elif item["kind"] == "function" and entry.get("status") == "sent":
+            functions.append(item)
+        else:
+            answers[item["id"]] = entry
+    if functions:
+        forbidden = sorted({name for item in functions for name in item["forbidden"]})
+        library = folder / "guarded"
+        replay.guard_package(Path(course.__file__).parent, library, forbidden)
+        replayed = replay.run_replay(
+            {"folder": str(folder), "exercises": functions,
+             "fingerprints": replay.fingerprints(forbidden)},
+            library, timeout=job["collector_timeout"]) or {}
+        for item in functions:
+            entry = replayed.get(item["id"])
+            answers[item["id"]] = entry if isinstance(entry, dict) else {
+                "status": "ran", "calls": [{"status": "timeout", "output": None, "error": "",
+                                            "used": []}]}
+    plaindata.dump({"nonce": collector["nonce"], "answers": answers}, collector["answers"])
 
 
 def _client(nb: Any, job: dict[str, Any]) -> Any:
@@ -53,7 +113,12 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     from nbclient.exceptions import DeadKernelError
 
     nb = nbformat.read(job["notebook"], as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(collector_source(**job["collector"])))
+    manifest = _read_manifest(job["collector"]["manifest"])
+    # a fresh, unguessable folder: nothing the submission planted earlier can be in it
+    folder = Path(tempfile.mkdtemp(prefix="handover-", dir=Path(job["result"]).parent))
+    listed = [{k: item[k] for k in ("id", "answer_name", "kind")}
+              for item in manifest["exercises"]]
+    nb.cells.append(nbformat.v4.new_code_cell(hand_over_source(listed, str(folder))))
     status = "ok"
     client = _client(nb, job)
     try:
@@ -75,6 +140,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                 errors.append(text[:MAX_ERROR_CHARS])
     if status == "ok" and errors:
         status = f"ok, {len(errors)} cell error(s)"
+    kill_orphans()  # nothing of the kernel may outlive it into the replay
+    collect(job, manifest, folder)
     return {"status": status, "cell_errors": errors[:MAX_ERRORS]}
 
 

@@ -6,7 +6,7 @@ import math
 import random
 
 from course.exercises.nb03 import BATCH, TARGET_LOSS, hub_batch
-from course.teach.checks import Mistake, close
+from course.teach.checks import Mistake, close, tensor_result
 from course.teach.keys import Case, FunctionKey, ValueKey
 
 
@@ -82,7 +82,7 @@ def _max_temperature() -> float:
 q1 = FunctionKey(
     reference=symmetric_clip_loss,
     cases=_loss_cases,
-    compare=close(rtol=1e-4, atol=1e-5),
+    compare=tensor_result(close(rtol=1e-4, atol=1e-5)),
     mistakes=[
         Mistake("your loss is the image -> text direction only (the rows of the logits): "
                 "CLIP also asks every text to find its image. Average it with the same loss on "

@@ -192,5 +192,6 @@ q3 = FunctionKey(
         Mistake("you take the k *least* probable classes: sort in decreasing order "
                 "(`np.argsort(-probs, axis=1)`).", function=_lowest_k),
     ],
+    forbidden=["course.metrics:top_k_accuracy", "course.zeroshot:ZeroShotClassifier"],
     fresh=_fresh_topk_cases,
 )
