@@ -186,8 +186,7 @@ def wise_ft(zeroshot: CLIP, finetuned: CLIP, alpha: float) -> CLIP:
     model = copy.deepcopy(zeroshot.model)
     model.load_state_dict(mixed)
     model.eval()
-    return CLIP(model=model, processor=zeroshot.processor, name=f"WiSE-FT(alpha={alpha:g})",
-                device=zeroshot.device)
+    return zeroshot.with_model(model, name=f"WiSE-FT(alpha={alpha:g})")
 
 
 def wise_ft_sweep(zeroshot: CLIP, finetuned: CLIP,

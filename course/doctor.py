@@ -54,16 +54,15 @@ def check_pocket() -> str:
     import torch
     from PIL import Image
 
-    from course.models import image_features, load_clip, text_features
+    from course.models import load_clip
 
     clip = load_clip("pocket")
-    image = Image.new("RGB", (64, 64), "white")
-    inputs = clip.processor(text=["a red circle"], images=[image], return_tensors="pt",
-                            padding=True)
+    pixel_values = clip.preprocess([Image.new("RGB", (64, 64), "white")])
+    tokens = clip.tokenize(["a red circle"])
     with torch.no_grad():
-        image_embeds = image_features(clip.model, inputs["pixel_values"].to(clip.device))
-        text_embeds = text_features(clip.model, inputs["input_ids"].to(clip.device),
-                                    inputs["attention_mask"].to(clip.device))
+        image_embeds = clip.image_features(pixel_values.to(clip.device))
+        text_embeds = clip.text_features(tokens["input_ids"].to(clip.device),
+                                         tokens["attention_mask"].to(clip.device))
     if image_embeds.shape != text_embeds.shape or not torch.isfinite(image_embeds).all():
         raise CheckFailed(f"unexpected embeddings: image {tuple(image_embeds.shape)}, "
                           f"text {tuple(text_embeds.shape)}")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from course.inputs import check_text, whole_number
-from course.models import CLIP, image_features, text_features
+from course.models import CLIP
 from course.warn import warn
 
 #: Anything :func:`encode_images` accepts as one image.
@@ -111,36 +111,32 @@ def encode_texts(
 
 def tokenize(clip: CLIP, texts: list[str]) -> tuple[dict[str, torch.Tensor], list[int]]:
     """Token ids padded to the longest text, and the positions of texts that had to be cut."""
-    tokenizer = clip.processor.tokenizer
     limit = clip.context_length
     # Tokenising to one token more than fits tells which texts are too long without a second
     # pass in the common case, and without the tokenizer's own "sequence too long" log line.
-    tokens = tokenizer(texts, padding=True, truncation=True, max_length=limit + 1,
-                       return_tensors="pt")
+    tokens = clip.tokenize(texts, max_length=limit + 1)
     if tokens["input_ids"].shape[1] <= limit:
-        return dict(tokens), []
+        return tokens, []
     cut = [i for i, mask in enumerate(tokens["attention_mask"]) if int(mask.sum()) > limit]
-    tokens = tokenizer(texts, padding=True, truncation=True, max_length=limit,
-                       return_tensors="pt")
-    return dict(tokens), cut
+    return clip.tokenize(texts, max_length=limit), cut
 
 
 def preprocess_images(clip: CLIP, images: list[Image.Image]) -> torch.Tensor:
     """Resize, crop and normalise PIL images into the model's ``pixel_values``."""
-    return clip.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+    return clip.preprocess(images)
 
 
 def embed_pixels(clip: CLIP, pixel_values: torch.Tensor) -> torch.Tensor:
     """Normalised float32 CPU embeddings of a batch of ``pixel_values``."""
     dtype = next(clip.model.parameters()).dtype
-    feats = image_features(clip.model, pixel_values.to(clip.device, dtype=dtype))
+    feats = clip.image_features(pixel_values.to(clip.device, dtype=dtype))
     return F.normalize(feats.float(), dim=-1).cpu()
 
 
 def embed_tokens(clip: CLIP, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
     """Normalised float32 CPU embeddings of a batch of tokenised texts."""
-    feats = text_features(clip.model, tokens["input_ids"].to(clip.device),
-                          tokens["attention_mask"].to(clip.device))
+    feats = clip.text_features(tokens["input_ids"].to(clip.device),
+                               tokens["attention_mask"].to(clip.device))
     return F.normalize(feats.float(), dim=-1).cpu()
 
 

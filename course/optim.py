@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from course.losses import multi_positive_clip_loss
-from course.models import image_features, text_features
+from course.models import backend_for, image_features, text_features
 
 #: CLIP clamps its learned inverse temperature at 100, so logits cannot blow up.
 MAX_LOGIT_SCALE = math.log(100)
@@ -30,8 +30,8 @@ def adamw_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict
 
 @torch.no_grad()
 def clamp_logit_scale(model: Any) -> None:
-    """Keep ``model.logit_scale`` (the log of the inverse temperature) in ``[0, ln 100]``."""
-    model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+    """Keep the model's logit scale (the log of the inverse temperature) in ``[0, ln 100]``."""
+    backend_for(model).logit_scale(model).clamp_(0, MAX_LOGIT_SCALE)
 
 
 def contrastive_step(
@@ -51,7 +51,8 @@ def contrastive_step(
     optimizer (and learning-rate ``scheduler``, if any) step and the logit-scale clamp.
 
     Args:
-        model: a ``transformers.CLIPModel`` in train mode.
+        model: a model a :mod:`course.models` backend handles (e.g. ``transformers.CLIPModel``
+            or pocket-lm's), in train mode.
         optimizer: e.g. AdamW over :func:`adamw_param_groups`.
         pixel_values: ``(B, 3, H, W)`` preprocessed images, on the model's device.
         input_ids, attention_mask: ``(B, L)`` tokens of the paired texts.
@@ -60,7 +61,7 @@ def contrastive_step(
     """
     img = F.normalize(image_features(model, pixel_values), dim=-1)
     txt = F.normalize(text_features(model, input_ids, attention_mask), dim=-1)
-    logits = model.logit_scale.exp() * img @ txt.T
+    logits = backend_for(model).logit_scale(model).exp() * img @ txt.T
     loss = multi_positive_clip_loss(logits, groups)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

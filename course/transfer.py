@@ -17,7 +17,7 @@ import torch
 
 from course.embeddings import preprocess_images, to_pil, tokenize
 from course.metrics import Estimate, accuracy
-from course.models import CLIP
+from course.models import CLIP, backend_for
 from course.optim import adamw_param_groups, contrastive_step
 
 Freeze = Literal["image", "text"] | None
@@ -145,13 +145,18 @@ class FinetuneResult:
 
 
 def freeze_tower(model: torch.nn.Module, freeze: Freeze) -> None:
-    """Stop gradients into one tower (``"image"``: locked-image tuning) or neither (``None``)."""
+    """Stop gradients into one tower (``"image"``: locked-image tuning) or neither (``None``).
+
+    Parameters the model's backend locks for good (pocket-lm's pre-trained language model)
+    stay frozen either way.
+    """
     if freeze not in ("image", "text", None):
         raise ValueError(f"freeze must be 'image', 'text' or None, got {freeze!r}")
-    prefixes = {"image": ("vision_model.", "visual_projection."),
-                "text": ("text_model.", "text_projection.")}.get(freeze or "", ())
+    backend = backend_for(model)
     for name, p in model.named_parameters():
-        p.requires_grad_(not name.startswith(prefixes) if prefixes else True)
+        frozen = backend.locked(model, name) or (
+            freeze is not None and backend.tower_of(model, name) == freeze)
+        p.requires_grad_(not frozen)
 
 
 def finetune_contrastive(
@@ -205,8 +210,7 @@ def finetune_contrastive(
     if steps < 1 or batch_size < 2:
         raise ValueError(f"steps must be >= 1 and batch_size >= 2, got {steps} and {batch_size}")
     model = clip.model if inplace else copy.deepcopy(clip.model)
-    tuned = CLIP(model=model, processor=clip.processor, name=f"{clip.name} (fine-tuned)",
-                 device=clip.device)
+    tuned = clip.with_model(model, name=f"{clip.name} (fine-tuned)")
     pixels = preprocess_images(tuned, [to_pil(im, index=i) for i, im in enumerate(images)])
     tokens, _ = tokenize(tuned, list(texts))
     keys = list(texts) if labels is None else list(labels)

@@ -267,8 +267,7 @@ def caption_groups(captions: list[str]) -> torch.Tensor:
 def save(result: TrainResult, out: Path) -> None:
     """Save model, processor and a ``TRAINING.md`` record with the run's figures."""
     out.mkdir(parents=True, exist_ok=True)
-    result.clip.model.save_pretrained(out, safe_serialization=True)
-    result.clip.processor.save_pretrained(out)
+    result.clip.save(out)
     from course.pocket.evaluate import evaluate_other_renderer, evaluate_zero_shot
 
     scores = {**evaluate_zero_shot(result.clip),

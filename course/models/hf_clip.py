@@ -1,173 +1,78 @@
-"""Loading CLIP models (the shipped ``pocket`` model or any Hugging Face CLIP) on one code path.
+"""The Hugging Face CLIP backend: ``transformers.CLIPModel`` from the shipped pocket folder, any
+local folder written by ``save_pretrained``, or a hub id (offline first).
 
-``load_clip("pocket")`` loads the small model shipped inside the package; a Hugging Face id such
-as ``"openai/clip-vit-base-patch32"`` or a local folder loads that model with the very same
-``CLIPModel.from_pretrained`` call. Loading is offline-first: the local cache is tried before the
-network, and the network is probed with a short timeout so a machine without internet gets a
-clear error in seconds instead of a long series of retries.
+Everything that depends on the transformers version lives here: v5's ``get_image_features`` /
+``get_text_features`` return an output object (v4 a tensor), and v5 names its PIL image
+processor ``CLIPImageProcessorPil``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import socket
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
+from typing import Any, ClassVar
 
 import torch
 
-POCKET_NAME = "pocket"
-REAL_CLIP = "openai/clip-vit-base-patch32"
-POCKET_DIR = Path(__file__).parent / "pocket" / "weights"
+from course.models.base import CLIP, Backend, ModelLoadError, ModelNotAvailableError, Tower
+from course.models.hub import hub_offline, hub_reachable
 
 
-class ModelNotAvailableError(RuntimeError):
-    """The requested model is neither in the local cache nor reachable on the network."""
+class HFCLIPBackend(Backend):
+    """``transformers.CLIPModel``: the pocket model and every Hugging Face CLIP."""
+
+    name = "Hugging Face CLIP"
+    _PREFIXES: ClassVar[dict[Tower, tuple[str, ...]]] = {
+        "image": ("vision_model.", "visual_projection."),
+        "text": ("text_model.", "text_projection."),
+    }
+
+    def handles(self, model: Any) -> bool:
+        """Any ``transformers.CLIPModel`` (and subclasses)."""
+        from transformers import CLIPModel
+
+        return isinstance(model, CLIPModel)
+
+    def image_features(self, model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``get_image_features``, unwrapped (v4 tensor or v5 output object)."""
+        return unwrap_features(model.get_image_features(pixel_values=pixel_values))
+
+    def text_features(self, model: Any, input_ids: torch.Tensor,
+                      attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``get_text_features``, unwrapped (v4 tensor or v5 output object)."""
+        return unwrap_features(
+            model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+
+    def tower_of(self, model: Any, parameter: str) -> Tower | None:
+        """By transformers' parameter-name prefixes (``vision_model.``, ``text_projection.``...)."""
+        for tower, prefixes in self._PREFIXES.items():
+            if parameter.startswith(prefixes):
+                return tower
+        return None
+
+    def context_length(self, model: Any) -> int:
+        """``text_config.max_position_embeddings``."""
+        return int(model.config.text_config.max_position_embeddings)
+
+    def image_size(self, model: Any) -> int:
+        """``vision_config.image_size``."""
+        return int(model.config.vision_config.image_size)
+
+    def save(self, clip: CLIP, folder: Path) -> None:
+        """``save_pretrained`` of model (safetensors) and processor."""
+        clip.model.save_pretrained(folder, safe_serialization=True)
+        clip.processor.save_pretrained(folder)
 
 
-class ModelLoadError(ValueError):
-    """A model folder (or cached model) is there but is not a loadable CLIP: damaged, incomplete
-    or another kind of model. The message names the folder or file and what to do."""
+BACKEND = HFCLIPBackend()
 
 
-@dataclass
-class CLIP:
-    """A loaded CLIP model with its processor, name and device."""
-
-    model: Any  # transformers.CLIPModel
-    processor: Any  # transformers.CLIPProcessor
-    name: str
-    device: torch.device
-
-    @property
-    def logit_scale(self) -> float:
-        """The learned inverse temperature ``exp(logit_scale)`` the model multiplies cosines by."""
-        return float(self.model.logit_scale.detach().exp().cpu())
-
-    @property
-    def context_length(self) -> int:
-        """Maximum number of text tokens (including start and end tokens)."""
-        return int(self.model.config.text_config.max_position_embeddings)
-
-    @property
-    def image_size(self) -> int:
-        """Side of the square images the vision tower takes."""
-        return int(self.model.config.vision_config.image_size)
-
-    def __repr__(self) -> str:
-        n = sum(p.numel() for p in self.model.parameters())
-        return f"CLIP(name={self.name!r}, device={self.device}, parameters={n / 1e6:.1f}M)"
-
-
-def choose_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device if this machine has it, else CUDA when present, else MPS, else CPU.
-
-    Raises:
-        ValueError: an unknown device name, or one this machine does not have (checked here,
-            before any weights are loaded).
-        TypeError: ``device`` is neither a name nor a ``torch.device``.
-    """
-    if device is not None:
-        return _check_device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if _mps_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def load_clip(name: str | os.PathLike = "auto", device: str | torch.device | None = None) -> CLIP:
-    """Load a CLIP model and its processor, in eval mode, on the best available device.
-
-    Args:
-        name: ``"pocket"`` (the shipped offline model), a Hugging Face model id, a local folder
-            written by ``save_pretrained``, or ``"auto"``: the real ``openai/clip-vit-base-patch32``
-            when it can be loaded, otherwise pocket (it prints which).
-        device: e.g. ``"cpu"`` or ``"cuda"``; by default a GPU when present, else the CPU.
-
-    Returns:
-        A :class:`CLIP` with ``model``, ``processor``, ``name`` and ``device``.
-
-    Raises:
-        ModelNotAvailableError: a hub id that is not cached and cannot be downloaded.
-        FileNotFoundError: a local folder that is missing or lacks a model's files.
-        ModelLoadError: a folder or cached model that is damaged, incomplete or not CLIP.
-        ValueError: a device this machine does not have (before anything is loaded).
-    """
-    dev = choose_device(device)
-    if isinstance(name, os.PathLike):
-        path = Path(name).expanduser()
-        return _from_folder(path, str(path), dev)
-    if not isinstance(name, str):
-        raise TypeError(f"name must be 'pocket', 'auto', a Hugging Face id or a folder path, "
-                        f"got {type(name).__name__}")
-    if not name.strip():
-        raise ValueError("name is empty; use 'pocket', 'auto', a Hugging Face id or a folder path")
-    if name == "auto":
-        try:
-            clip = load_clip(REAL_CLIP, dev)
-        except (ModelNotAvailableError, ModelLoadError) as err:
-            clip = load_clip(POCKET_NAME, dev)
-            why = "is not available here" if isinstance(err, ModelNotAvailableError) else (
-                f"cannot be loaded: {err}")
-            print(f"Using the offline pocket model ({REAL_CLIP} {why}).")
-        else:
-            print(f"Using {REAL_CLIP}.")
-        return clip
-    if name == POCKET_NAME:
-        return _from_folder(POCKET_DIR, POCKET_NAME, dev)
-    path = Path(name).expanduser()
-    if path.exists() or name.startswith((".", "/", "~")):
-        return _from_folder(path, str(path), dev)
-    return _from_hub(name, dev)
-
-
-def _check_device(device: str | torch.device) -> torch.device:
-    hint = "use 'cpu', 'cuda' (NVIDIA GPU), 'mps' (Apple GPU), or device=None for the best one"
-    if isinstance(device, str):
-        device = device.strip().lower()
-    elif not isinstance(device, torch.device):
-        raise TypeError(f"device must be a name such as 'cpu' or 'cuda:0', or a torch.device, "
-                        f"got {type(device).__name__} {device!r}")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        also = " (torch calls the GPU 'cuda')" if device == "gpu" else ""
-        raise ValueError(f"unknown device {device!r}{also}; {hint}") from None
-    if dev.type == "cpu":
-        return dev
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            why = ("this PyTorch was built without CUDA" if torch.version.cuda is None
-                   else "no NVIDIA GPU is visible")
-            raise ValueError(f"device {str(dev)!r} was asked for, but CUDA is not available "
-                             f"here ({why}); use device='cpu', or device=None for the best one")
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(f"device {str(dev)!r} does not exist: this machine has {count} "
-                             f"CUDA device(s), cuda:0 to cuda:{count - 1}")
-        return dev
-    if dev.type == "mps":
-        if not _mps_available():
-            raise ValueError("device 'mps' (Apple GPU) was asked for, but it is not available "
-                             "here; use device='cpu', or device=None for the best one")
-        return dev
-    backend = getattr(torch, dev.type, None)  # e.g. torch.xpu for Intel GPUs
-    if callable(getattr(backend, "is_available", None)):
-        if backend.is_available():  # type: ignore[union-attr]
-            return dev
-        raise ValueError(f"device {str(dev)!r} is not available here; {hint}")
-    raise ValueError(f"device {str(dev)!r} cannot run a model here; {hint}")  # e.g. 'meta'
-
-
-def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+def load(source: str | Path, name: str, device: torch.device) -> CLIP:
+    """A CLIP from a local folder (``Path``) or a hub id (``str``), offline first."""
+    if isinstance(source, Path):
+        return _from_folder(source, name, device)
+    return _from_hub(source, device)
 
 
 # What a saved model folder needs besides config.json: any one group of files per entry.
@@ -228,7 +133,7 @@ def _from_hub(model_id: str, device: torch.device) -> CLIP:
         return _build(model_id, model_id, device, local_files_only=True)
     except OSError:
         pass
-    if _hub_offline() or not hub_reachable():
+    if hub_offline() or not hub_reachable():
         raise ModelNotAvailableError(
             f"The model {model_id!r} is not in the local Hugging Face cache and the hub cannot "
             f"be reached from here. On a machine with internet, run\n"
@@ -395,45 +300,3 @@ def unwrap_features(output: Any) -> torch.Tensor:
     if isinstance(pooled, torch.Tensor):
         return pooled
     raise TypeError(f"cannot find embeddings in {type(output).__name__}")
-
-
-def image_features(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Projected, un-normalised image embeddings ``(N, D)`` for a batch of pixel values."""
-    return unwrap_features(model.get_image_features(pixel_values=pixel_values))
-
-
-def text_features(
-    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Projected, un-normalised text embeddings ``(N, D)`` for a batch of token ids."""
-    return unwrap_features(
-        model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-    )
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-
-
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    host = url.hostname or "huggingface.co"
-    port = url.port or (443 if url.scheme == "https" else 80)
-
-    def connect() -> bool:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                return True
-        except OSError:
-            return False
-
-    # getaddrinfo has no timeout of its own, so bound the whole probe (DNS included) here.
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(connect).result(timeout=timeout + 0.5)
-    except FutureTimeout:
-        return False
-    finally:
-        pool.shutdown(wait=False)
