@@ -164,7 +164,8 @@ def strip_widgets(nb: Any) -> bool:
     """Drop live widget views and saved widget state from a notebook in memory; True if changed.
 
     An output with a static copy (``text/html``) keeps it and its plain text; a progress bar's
-    output is removed; any other widget's output becomes :func:`widget_note`.
+    output is removed, and so is the empty output a finished course bar leaves; any other
+    widget's output becomes :func:`widget_note`.
     """
     changed = nb.get("metadata", {}).pop("widgets", None) is not None
     for cell in nb.get("cells", []):
@@ -174,6 +175,9 @@ def strip_widgets(nb: Any) -> bool:
         kept = []
         for output in outputs:
             data = output.get("data")
+            if output.get("output_type") == "display_data" and data == {"text/plain": ""}:
+                changed = True  # a finished progress bar's place (course.bars): nothing to keep
+                continue
             if not isinstance(data, dict) or WIDGET_VIEW not in data:
                 kept.append(output)
                 continue

@@ -355,11 +355,15 @@ for model_embeds, zs, when in [(test_before, zero_shot, "before"),
 # config and weights (safetensors) to a folder, and `course.load_clip` takes that folder.
 
 # %%
+from course.bars import no_progress_bars
+
 folder = tempfile.mkdtemp(prefix="clip-finetuned-")
-tuned.model.save_pretrained(folder)
-tuned.processor.save_pretrained(folder)
+with no_progress_bars():  # transformers' "Writing model shards" bar: one file, nothing to watch
+    tuned.model.save_pretrained(folder)
+    tuned.processor.save_pretrained(folder)
 reloaded = course.load_clip(folder)
-reloaded
+print(f"reloaded a {type(reloaded.model).__name__} with "
+      f"{sum(p.numel() for p in reloaded.model.parameters()) / 1e6:.1f}M parameters")
 
 # %% tags=["nbval-check-output"]
 saved, loaded = tuned.model.state_dict(), reloaded.model.state_dict()

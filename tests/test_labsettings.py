@@ -158,6 +158,7 @@ def _notebook_with_widgets() -> dict:
                                           "[00:00<?, ?it/s]")),
         nbformat.from_dict(_widget_output("Progress: 01 (0/2)", "<b>Progress tracker</b>")),
         nbformat.from_dict(_widget_output("interactive(children=(FloatLogSlider(value=0.07)")),
+        nbformat.v4.new_output("display_data", data={"text/plain": ""}),  # a finished bar
     ]
     nb.cells = [nbformat.v4.new_markdown_cell("# title"), cell]
     return nb
@@ -172,6 +173,7 @@ def test_saving_drops_widget_views_and_state_keeping_the_copies():
         "stdout",                               # ordinary output untouched
         ["text/html", "text/plain"],            # the tracker: its inert copy
         ["text/plain"]]                         # a bare widget: a note, not its repr
+    # (the tqdm bar and the empty output of a finished course bar are gone)
     assert outputs[1]["data"]["text/html"] == "<b>Progress tracker</b>"  # the tqdm bar is gone
     assert outputs[2]["data"]["text/plain"] == (
         "[an interactive interactive widget was shown here: run this cell to use it again]")

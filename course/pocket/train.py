@@ -266,9 +266,12 @@ def caption_groups(captions: list[str]) -> torch.Tensor:
 
 def save(result: TrainResult, out: Path) -> None:
     """Save model, processor and a ``TRAINING.md`` record with the run's figures."""
+    from course.bars import no_progress_bars
+
     out.mkdir(parents=True, exist_ok=True)
-    result.clip.model.save_pretrained(out, safe_serialization=True)
-    result.clip.processor.save_pretrained(out)
+    with no_progress_bars():  # one file: a "Writing model shards" bar says nothing
+        result.clip.model.save_pretrained(out, safe_serialization=True)
+        result.clip.processor.save_pretrained(out)
     from course.pocket.evaluate import evaluate_other_renderer, evaluate_zero_shot
 
     scores = {**evaluate_zero_shot(result.clip),
