@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 01 · Multimodality and CLIP: a first look
 #
-# **Time:** about 20 minutes · **Prerequisites:** Python and a little NumPy
+# **Time:** 30–45 minutes · **Prerequisites:** Python and a little NumPy
 #
 # **By the end of this notebook you can**
 # - say what a *modality* is and which tasks are *multimodal*;

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 02 · Embeddings: images and texts as vectors in one space
 #
-# **Time:** about 30 minutes · **Prerequisites:** notebook 01; vectors, dot products
+# **Time:** 35–50 minutes · **Prerequisites:** notebook 01; vectors, dot products
 #
 # **By the end of this notebook you can**
 # - turn images and texts into CLIP embeddings, and say where the projection and the

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 03 · The contrastive loss, step by step
 #
-# **Time:** about 40 minutes · **Prerequisites:** notebook 02; softmax and cross-entropy
+# **Time:** 60–90 minutes · **Prerequisites:** notebook 02; softmax and cross-entropy
 #
 # **By the end of this notebook you can**
 # - build the $N \times N$ logits matrix of a batch and read it;

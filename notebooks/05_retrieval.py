@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 05 · Retrieval: search images with text, and text with images
 #
-# **Time:** about 30 minutes · **Prerequisites:** notebook 02 (notebook 04 helps)
+# **Time:** 60–80 minutes · **Prerequisites:** notebook 02 (notebook 04 helps)
 #
 # **By the end of this notebook you can**
 # - build an embedding index once and search it text→image and image→text, and write exact

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 06 · Transfer: from zero-shot to a linear probe and to fine-tuning
 #
-# **Time:** about 40 minutes · **Prerequisites:** notebooks 03 and 04
+# **Time:** 50–70 minutes · **Prerequisites:** notebooks 03 and 04
 #
 # **By the end of this notebook you can**
 # - fit a linear probe (logistic regression) on frozen, normalised CLIP embeddings, and choose its

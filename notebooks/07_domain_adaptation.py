@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 07 · Domain adaptation: a general model meets a specialised domain
 #
-# **Time:** about 40 minutes · **Prerequisites:** notebooks 04 and 06
+# **Time:** 60–90 minutes · **Prerequisites:** notebooks 04 and 06
 #
 # **By the end of this notebook you can**
 # - measure a domain gap (accuracy on the source domain minus accuracy on the target) and find
