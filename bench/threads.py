@@ -6,7 +6,8 @@ thread count changes): 03 trains the QUICK pocket network from scratch, 06 fine-
 under two thread settings:
 
 - ``torch``: torch's own count (one per core), fixed for the run (``COURSE_THREADS``);
-- ``course``: what :mod:`course.threads` chooses when the loop starts (one per free core).
+- ``course``: the course's default, one thread (:mod:`course.threads`);
+- ``auto``: ``COURSE_THREADS=auto``, one thread per core left free when the loop starts.
 
 and in two conditions: as the machine is (``quiet``: nothing of ours beside it) and ``busy``:
 two Python processes spinning on the CPU beside it, as a browser and a video call would. The
@@ -30,11 +31,12 @@ import torch
 from bench.common import load_pocket, table, verdict
 
 #: Steps per workload (full notebook cells: 100, 40 and 150 steps).
-STEPS = {"03": 20, "06": 10, "07": 10}
+STEPS = {"03": 10, "06": 5, "07": 5}
 QUICK_STEPS = {"03": 4, "06": 3, "07": 3}
 #: The goal: course's thread choice, beside two busy programs, within this factor of quiet.
 GOAL = 4.0
 BUSY_PROCESSES = 2
+SETTINGS = ("torch", "course", "auto")
 
 
 def workloads(steps: dict[str, int]) -> dict[str, Callable[[], Any]]:
@@ -73,13 +75,15 @@ def busy(n: int) -> Iterator[None]:
 
 @contextmanager
 def policy(name: str, torch_threads: int) -> Iterator[None]:
-    """``torch``: a fixed count; ``course``: the choice of course.threads at each loop."""
+    """``torch``: torch's count, fixed; ``course``: the default; ``auto``: one per free core."""
     from course import threads
 
     old = os.environ.get(threads.THREADS_ENV)
     threads._last = (-float("inf"), None)  # a fresh look at the machine
     if name == "torch":
         os.environ[threads.THREADS_ENV] = str(torch_threads)
+    elif name == "auto":
+        os.environ[threads.THREADS_ENV] = threads.AUTO
     else:
         os.environ.pop(threads.THREADS_ENV, None)
     try:
@@ -109,7 +113,7 @@ def run(quick: bool = False) -> bool:
         chosen: dict[str, int] = {}
         for condition in ("quiet", "busy"):
             with busy(BUSY_PROCESSES if condition == "busy" else 0):
-                for setting in ("torch", "course"):
+                for setting in SETTINGS:
                     with policy(setting, torch_threads):
                         chosen[f"{setting} {condition}"] = choose_threads(torch_threads)
                         start = time.perf_counter()
@@ -117,17 +121,18 @@ def run(quick: bool = False) -> bool:
                         seconds[setting, condition] = time.perf_counter() - start
         # The quiet reference is the faster quiet run: on a machine that is not really quiet,
         # torch's own count is already slowed down, and a ratio against it would flatter.
-        base = min(seconds["torch", "quiet"], seconds["course", "quiet"])
+        base = min(seconds[setting, "quiet"] for setting in SETTINGS)
         ratio = seconds["course", "busy"] / base
         ok &= ratio <= GOAL
-        course_quiet = f"{seconds['course', 'quiet']:.1f} ({chosen['course quiet']})"
-        torch_busy = f"{seconds['torch', 'busy']:.1f} ({seconds['torch', 'busy'] / base:.1f}x)"
-        course_busy = (f"{seconds['course', 'busy']:.1f} ({ratio:.1f}x, "
-                       f"{chosen['course busy']} thread(s))")
-        rows.append([name, f"{seconds['torch', 'quiet']:.1f}", course_quiet, torch_busy,
-                     course_busy])
-    print(table(["training cell", "torch quiet, s", "course quiet, s (threads)",
-                 "torch busy, s", "course busy, s"], rows))
+        cells = [name, f"{base:.1f}"]
+        for setting in SETTINGS:
+            for condition in ("quiet", "busy"):
+                took = seconds[setting, condition]
+                cells.append(f"{took:.1f} ({took / base:.1f}x, {chosen[f'{setting} {condition}']})")
+        rows.append(cells)
+    print(table(["training cell", "best quiet, s",
+                 *(f"{setting} {condition}, s (ratio, threads)" for setting in SETTINGS
+                   for condition in ("quiet", "busy"))], rows))
     end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nload average at the end {end:.1f}")
     print(verdict(ok, f"course's threads beside {BUSY_PROCESSES} busy processes: at most "

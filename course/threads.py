@@ -1,15 +1,20 @@
-"""How many torch threads the course's heavy loops use: the cores other programs leave free.
+"""How many torch threads the course's heavy loops use: one, unless told otherwise.
 
 torch starts one thread per core, and every operation splits its work across them and waits for
 the slowest. On a laptop whose cores are also busy with other programs, one of those threads is
 often waiting for a core, and all the others wait for it: a small model (many short operations)
 then ran up to 50 times slower instead of the 2-3 times its share of the CPU explains. One thread
-per free core avoids the waiting. :func:`compute_threads` wraps training and large encodings:
-it looks at how busy the machine is when the loop starts, lowers torch's thread count for the
-loop if cores are taken (never raises it above what torch or the learner set), and restores it.
+never waits for another, so it slows down only by its share of the CPU. It also makes the
+figures reproducible: the thread count changes the order of float sums, and notebook 07's linear
+probe on clean images moves by a point when its embeddings change in the last digits; with one
+thread every run, on any load, prints what the stored notebook printed. On a quiet machine the
+pocket model loses little by it (its operations are too small to split well).
 
-``COURSE_THREADS=N`` fixes the count (e.g. ``1`` for figures that do not depend on the load:
-the thread count changes the order of float sums, so results differ in the last digits).
+:func:`compute_threads` wraps training and large encodings: it sets torch's thread count for
+the loop (never above what torch or the learner set) and restores it. ``COURSE_THREADS=N`` asks
+for ``N`` threads; ``COURSE_THREADS=auto`` for one per core that other programs leave free when
+the loop starts (:func:`free_cores`), faster on a quiet many-core machine, with figures that
+then depend on the load.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 THREADS_ENV = "COURSE_THREADS"
+#: ``COURSE_THREADS=auto``: one thread per free core.
+AUTO = "auto"
 #: How long :func:`free_cores` watches the machine, and how long its answer is reused.
 SAMPLE_SECONDS = 0.1
 REUSE_SECONDS = 5.0
@@ -66,7 +73,7 @@ def free_cores(sample: float = SAMPLE_SECONDS) -> float | None:
 
 
 def choose_threads(ceiling: int | None = None) -> int:
-    """The torch thread count for a heavy loop starting now: one per free core, at least one.
+    """The torch thread count for a heavy loop starting now (see the module's docstring).
 
     Args:
         ceiling: the most to use (default: torch's current count, which the learner may have set).
@@ -74,9 +81,11 @@ def choose_threads(ceiling: int | None = None) -> int:
     import torch
 
     ceiling = max(1, ceiling if ceiling is not None else torch.get_num_threads())
-    fixed = os.environ.get(THREADS_ENV, "").strip()
-    if fixed.isdigit() and int(fixed) > 0:
-        return int(fixed)
+    asked = os.environ.get(THREADS_ENV, "").strip().lower()
+    if asked.isdigit() and int(asked) > 0:
+        return int(asked)
+    if asked != AUTO:
+        return 1
     global _last
     seen, free = _last
     if time.monotonic() - seen > REUSE_SECONDS:

@@ -35,17 +35,25 @@ def _machine(monkeypatch, free: float | None, cores: int = 4) -> None:
     (3.9, 2, 2),     # never above what torch (or the learner) set
     (None, 3, 3),    # a system that does not say: torch's count as it is
 ])
-def test_one_thread_per_free_core(monkeypatch, free, ceiling, expected):
+def test_auto_is_one_thread_per_free_core(monkeypatch, free, ceiling, expected):
     _machine(monkeypatch, free)
+    monkeypatch.setenv(THREADS_ENV, "auto")
     assert choose_threads(ceiling) == expected
+
+
+@pytest.mark.parametrize("free", [0.0, 3.9, None])
+def test_by_default_one_thread_whatever_the_load(monkeypatch, free):
+    """Reproducible figures: the count does not depend on how busy the machine is."""
+    _machine(monkeypatch, free)
+    assert choose_threads(4) == 1
+    monkeypatch.setenv(THREADS_ENV, "zero")  # not a count: the default
+    assert choose_threads(4) == 1
 
 
 def test_course_threads_fixes_the_count(monkeypatch):
     _machine(monkeypatch, 0.0)
     monkeypatch.setenv(THREADS_ENV, "2")
     assert choose_threads(4) == 2
-    monkeypatch.setenv(THREADS_ENV, "zero")  # not a count: ignored, the machine decides
-    assert choose_threads(4) == 1
 
 
 def test_free_cores_reads_idle_time_while_this_process_sleeps(monkeypatch):
