@@ -1,4 +1,4 @@
-"""``python -m bench [zeroshot|retrieval|encoding|grading ...] [--quick]``: run benchmarks, print tables."""
+"""``python -m bench [zeroshot|retrieval|encoding|grading|threads ...] [--quick]``: run benchmarks, print tables."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import datetime, timezone
 
-BENCHMARKS = ("zeroshot", "retrieval", "encoding", "grading")
+BENCHMARKS = ("zeroshot", "retrieval", "encoding", "grading", "threads")
 
 
 def main(argv: list[str] | None = None) -> int:

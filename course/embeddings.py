@@ -230,8 +230,13 @@ def _batches(
     items: list[Any], batch_size: int, progress: bool | None, desc: str
 ) -> Iterator[tuple[int, list[Any]]]:
     from course.bars import progress_bar
+    from course.threads import compute_threads
 
     starts = range(0, len(items), batch_size)
     show = len(starts) >= _PROGRESS_MIN_BATCHES if progress is None else progress
-    for start in progress_bar(starts, show=show, desc=desc, unit="batch"):
-        yield start, items[start:start + batch_size]
+    if len(starts) < 2:  # one batch: too short for a look at the machine to pay
+        yield from ((start, items[start:start + batch_size]) for start in starts)
+        return
+    with compute_threads():  # busy cores make extra threads wait (course/threads.py)
+        for start in progress_bar(starts, show=show, desc=desc, unit="batch"):
+            yield start, items[start:start + batch_size]

@@ -322,13 +322,16 @@ def _copy_notebook(source: Path, target: Path) -> None:
     """Copy a course notebook without its jupytext pairing, atomically.
 
     The copy gets this machine's kernel metadata: a notebook built on another Python would
-    otherwise open already marked as modified.
+    otherwise open already marked as modified. Its outputs lose their live widget views, so a
+    trusted copy shows the widgets' static copies instead of "model not found".
     """
     import nbformat
     from jupyter_client.kernelspec import NoSuchKernel
 
     nb = nbformat.read(source, as_version=nbformat.NO_CONVERT)
     nb.metadata.pop("jupytext", None)
+    # A copy shows the static copies of its widgets, as it will once the learner saves it.
+    labsettings.strip_widgets(nb)
     try:
         labsettings.fit_metadata(nb)
     except (ImportError, NoSuchKernel):

@@ -3,10 +3,18 @@
 Settings (``OVERRIDES``, written by :func:`write_overrides`) are defaults a learner can still
 change under Settings:
 
-* widget state is saved in the notebook: a saved notebook reopened (or a tab JupyterLab restores)
-  shows each widget's last view instead of "Error displaying widget: model not found";
-* no news and no update checks: the course works offline, and a pop-up asking to fetch news is
-  the first thing a learner would otherwise see.
+* widget state is not saved in the notebook. Saved state made every reopened notebook look live
+  while nothing answered it (a tracker's tick showed and was never saved), and the widget manager
+  marks a notebook with restored state as modified as soon as it opens;
+* no news, no update checks and no Extension Manager: the course works offline, and a pop-up
+  asking to fetch news is the first thing a learner would otherwise see.
+
+What a saved notebook shows instead: the server's pre-save hook (:func:`strip_widget_views`, set
+by ``SERVER_OPTIONS``) drops each output's live widget view when the file is written, so a
+reopened notebook shows the static copy the course put beside it (:mod:`course.display`): inert,
+readable, with a note to run the cell. A widget without a copy (a learner's own slider) becomes a
+one-line note, and a progress bar (tqdm's widget) is dropped: frozen at "0%", it says nothing.
+Without the hook, a trusted notebook shows "Error displaying widget: model not found" for each.
 
 Kernel metadata (:func:`kernel_metadata`): JupyterLab rewrites a notebook's ``kernelspec`` and
 ``language_info`` to the running kernel's when it opens, and a notebook whose stored values
@@ -19,21 +27,30 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from course.display import WIDGET_VIEW
+
 #: JupyterLab settings defaults, by plugin id (written to ``overrides.d/course.json``).
 OVERRIDES: dict[str, dict[str, Any]] = {
-    "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True},
+    "@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": False},
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
                                                      "checkForUpdates": False},
+    # It lists and installs from the package index: offline it only fails, and a learner's lab
+    # needs no extensions beyond the course's.
+    "@jupyterlab/extensionmanager-extension:plugin": {"enabled": False},
 }
 
-#: The server side of "no news, no update checks": nothing is fetched even if asked.
+#: The server side: nothing is fetched even if asked (no news, no update checks, an Extension
+#: Manager that cannot install), and saved notebooks keep static copies, not dead widget views.
 SERVER_OPTIONS = [
     "--LabApp.news_url=None",
     "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+    "--LabApp.extension_manager=readonly",
+    "--ContentsManager.pre_save_hook=course.labsettings.strip_widget_views",
 ]
 
 OVERRIDES_FILE = Path("overrides.d") / "course.json"
@@ -128,3 +145,60 @@ def fit_metadata(nb: Any, kernel_name: str = "python3") -> bool:
         return False
     nb.metadata.update(wanted)
     return True
+
+
+#: An ipywidgets repr such as ``VBox(children=(...`` or ``interactive(children=...``.
+_WIDGET_REPR = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\(")
+#: tqdm's meter, as its notebook widget's plain-text repr shows it ("desc: 40%|####  | 2/5 ...").
+_TQDM_METER = re.compile(r"\d+%\|.*\|\s*\d+(\.\d+)?[kMG]?/|\|\s*\d+(\.\d+)?[kMG]?/\S+\s*\[")
+
+
+def widget_note(text: str) -> str:
+    """The line a saved copy shows for a live widget without a static copy of its own."""
+    found = _WIDGET_REPR.match(text)
+    name = f"{found.group(1)} " if found else ""
+    return f"[an interactive {name}widget was shown here: run this cell to use it again]"
+
+
+def strip_widgets(nb: Any) -> bool:
+    """Drop live widget views and saved widget state from a notebook in memory; True if changed.
+
+    An output with a static copy (``text/html``) keeps it and its plain text; a progress bar's
+    output is removed, and so is the empty output a finished course bar leaves; any other
+    widget's output becomes :func:`widget_note`.
+    """
+    changed = nb.get("metadata", {}).pop("widgets", None) is not None
+    for cell in nb.get("cells", []):
+        outputs = cell.get("outputs")
+        if cell.get("cell_type") != "code" or not outputs:
+            continue
+        kept = []
+        for output in outputs:
+            data = output.get("data")
+            if output.get("output_type") == "display_data" and data == {"text/plain": ""}:
+                changed = True  # a finished progress bar's place (course.bars): nothing to keep
+                continue
+            if not isinstance(data, dict) or WIDGET_VIEW not in data:
+                kept.append(output)
+                continue
+            changed = True
+            del data[WIDGET_VIEW]
+            text = data.get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else str(text)
+            if "text/html" not in data:
+                if _TQDM_METER.search(text):
+                    continue  # a bar frozen where it was drawn: nothing worth keeping
+                data.clear()
+                data["text/plain"] = widget_note(text)
+            kept.append(output)
+        cell["outputs"] = kept
+    return changed
+
+
+def strip_widget_views(model: dict[str, Any], **_: Any) -> None:
+    """The Jupyter server's pre-save hook: a saved notebook keeps static copies, not dead views.
+
+    Called as ``hook(model=..., path=..., contents_manager=...)``; only notebooks are touched.
+    """
+    if model.get("type") == "notebook" and isinstance(model.get("content"), dict):
+        strip_widgets(model["content"])

@@ -202,6 +202,7 @@ def finetune_contrastive(
         A :class:`FinetuneResult` with the trained :class:`CLIP` (eval mode) and the loss per step.
     """
     from course.bars import progress_bar
+    from course.threads import compute_threads
 
     if len(images) != len(texts):
         raise ValueError(f"got {len(images)} images but {len(texts)} texts; they must pair up")
@@ -225,15 +226,18 @@ def finetune_contrastive(
     losses: list[float] = []
     model.train()
     try:
-        for _ in progress_bar(range(steps), show=progress, desc="fine-tuning"):
-            batch = torch.randperm(len(pixels), generator=generator)[:batch_size]
-            batch_pixels = pixels[batch]
-            if augment:
-                batch_pixels = _flip_rotate(batch_pixels, generator)
-            losses.append(contrastive_step(
-                model, optimizer, batch_pixels.to(tuned.device),
-                tokens["input_ids"][batch].to(tuned.device),
-                tokens["attention_mask"][batch].to(tuned.device), groups[batch].to(tuned.device)))
+        # as many torch threads as cores are free: busy cores make extra threads wait
+        with compute_threads():
+            for _ in progress_bar(range(steps), show=progress, desc="fine-tuning"):
+                batch = torch.randperm(len(pixels), generator=generator)[:batch_size]
+                batch_pixels = pixels[batch]
+                if augment:
+                    batch_pixels = _flip_rotate(batch_pixels, generator)
+                losses.append(contrastive_step(
+                    model, optimizer, batch_pixels.to(tuned.device),
+                    tokens["input_ids"][batch].to(tuned.device),
+                    tokens["attention_mask"][batch].to(tuned.device),
+                    groups[batch].to(tuned.device)))
     finally:
         model.eval()
         freeze_tower(model, None)

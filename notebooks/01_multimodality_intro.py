@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 01 · Multimodality and CLIP: a first look
 #
-# **Time:** about 20 minutes · **Prerequisites:** Python and a little NumPy
+# **Time:** 30–45 minutes · **Prerequisites:** Python and a little NumPy
 #
 # **By the end of this notebook you can**
 # - say what a *modality* is and which tasks are *multimodal*;
@@ -128,8 +128,10 @@ draw_two_towers();
 #
 # The difference decides everything that follows. CLIP can name a cat, a rocket or a retina
 # because such pictures and words were in its 400 million pairs. Pocket knows exactly one world:
-# coloured shapes. Ask it about a cat and it will still answer (a softmax always picks
-# *something*), but the answer means nothing. "Zero-shot" never means "knows everything": it means
+# coloured shapes. Ask it about a cat and it will still answer, but the answer means nothing.
+# The model scores each label, and a **softmax** turns a row of scores $s_1, \dots, s_n$ into
+# probabilities, $p_i = e^{s_i} / \sum_j e^{s_j}$: each positive, together summing to 1, the
+# largest score getting the most. So it always picks *something*, whether or not any label fits. "Zero-shot" never means "knows everything": it means
 # that the *labels* are free text chosen at test time, as long as the concepts behind them were
 # covered in pre-training.
 #
@@ -291,12 +293,15 @@ ex.q3.check(negative_pairs)
 #
 # </details>
 #
-# 3. Pocket gives "a cat" a high probability for a photo of a cat. Does pocket recognise cats?
+# 3. In the heatmap of real photos, pocket puts about a third of the cat photo's probability on
+#    "a cat", more than the quarter that guessing among four labels would give. Does pocket
+#    recognise cats?
 #
 # <details><summary>Answer</summary>
 #
 # No. It never saw a photo or learned the word; a softmax always puts its probability somewhere,
-# and with four labels one of them wins by chance. Test it on other cat photos, or against
+# and with four labels one of them wins by chance. Look along the same row: pocket gives "a cup
+# of coffee" even more. Test it on other cat photos, or against
 # labels it cannot know, before believing it.
 #
 # </details>

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 03 · The contrastive loss, step by step
 #
-# **Time:** about 40 minutes · **Prerequisites:** notebook 02; softmax and cross-entropy
+# **Time:** 60–90 minutes · **Prerequisites:** notebook 02; softmax and cross-entropy
 #
 # **By the end of this notebook you can**
 # - build the $N \times N$ logits matrix of a batch and read it;
@@ -361,12 +361,47 @@ fig.axes[0].text(0, math.log(config.batch_size) + 0.05, "log N: guessing", color
 #
 # The shipped pocket model was trained the same way for much longer, on batches of 128; its
 # training record (`training.json` beside its weights) keeps its final loss.
+#
+# **Repeated captions need one change to the loss.** A batch drawn this way often holds the
+# same caption twice ("a red circle." written for two different red circles). The InfoNCE of
+# section 2 names one column as each row's target, so it would count the other copy as a
+# negative and push an image away from a caption that describes it. The training above, the
+# oracle below and the fine-tuning of notebooks 06 and 07 use
+# `course.losses.multi_positive_clip_loss` instead. Let $G(i)$ be the set of pairs in the batch
+# whose caption equals pair $i$'s (pair $i$ included). Each row's target is spread evenly over
+# its group, $q_{ij} = 1/|G(i)|$ for $j \in G(i)$ and $0$ otherwise, and the cross-entropy of
+# section 2 is taken against that target:
+#
+# $$ \mathcal{L}_{I\to T} = -\frac{1}{N}\sum_{i=1}^{N}\, \sum_{j \in G(i)} \frac{1}{|G(i)|}
+#    \log \frac{e^{s_{ij}}}{\sum_{k=1}^{N} e^{s_{ik}}}, \qquad
+#    \mathcal{L} = \tfrac12\big(\mathcal{L}_{I\to T} + \mathcal{L}_{T\to I}\big), $$
+#
+# with $\mathcal{L}_{T\to I}$ the same on the transposed logits (a caption's group is the same
+# set of pairs). When every caption is unique, $G(i) = \{i\}$ and this is exactly the symmetric
+# InfoNCE. It is the target of the supervised contrastive loss (Khosla et al., 2020), applied to
+# CLIP's two directions. Written out and compared with the package on a batch of four whose
+# first and third captions are the same:
+
+# %%
+from course.losses import multi_positive_clip_loss
+
+logits = 3 * torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
+groups = torch.tensor([0, 1, 0, 2])  # pairs 0 and 2 share their caption
+same = (groups[:, None] == groups[None, :]).float()
+target = same / same.sum(dim=1, keepdim=True)  # q_ij: 1/|G(i)| on the group, 0 elsewhere
+by_hand = (-(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+           - (target * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()) / 2
+arange = torch.arange(4)
+infonce = (F.cross_entropy(logits, arange) + F.cross_entropy(logits.T, arange)) / 2
+print(f"written out {by_hand:.4f} | multi_positive_clip_loss "
+      f"{multi_positive_clip_loss(logits, groups):.4f} | plain InfoNCE {infonce:.4f}")
+print("unique captions, equal to plain InfoNCE:",
+      torch.allclose(multi_positive_clip_loss(logits, arange), infonce))
 
 # %%
 import json
 
 from course.data import shapes
-from course.losses import multi_positive_clip_loss
 from course.models import POCKET_DIR
 from course.pocket.train import POCKET_TEMPLATES, caption_groups
 
@@ -519,6 +554,9 @@ for name, model in [("live-trained (100 steps)", live), ("shipped pocket", cours
 #   Images and Text*](https://arxiv.org/abs/2010.00747) (ConVIRT): the bidirectional
 #   (image-to-text and text-to-image) contrastive loss on paired medical images and reports,
 #   which CLIP adopts.
+# - **Khosla et al., 2020**, [*Supervised Contrastive Learning*](https://arxiv.org/abs/2004.11362)
+#   (SupCon): several positives per anchor, the target spread over them; the course's
+#   `multi_positive_clip_loss` uses it for repeated captions.
 # - **Radford et al., 2021**, [*Learning Transferable Visual Models From Natural Language
 #   Supervision*](https://arxiv.org/abs/2103.00020) (CLIP): the symmetric loss at web scale,
 #   with a learned temperature clipped at 100 and batches of 32,768 pairs.

@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 04 · Zero-shot classification
 #
-# **Time:** about 35 minutes · **Prerequisites:** notebook 02 (notebook 03 helps)
+# **Time:** 45–60 minutes · **Prerequisites:** notebook 02 (notebook 03 helps)
 #
 # **By the end of this notebook you can**
 # - write the zero-shot recipe as math and as code: prompts, text embeddings, cosine, softmax;

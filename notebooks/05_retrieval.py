@@ -15,7 +15,7 @@
 # %% [markdown]
 # # 05 · Retrieval: search images with text, and text with images
 #
-# **Time:** about 30 minutes · **Prerequisites:** notebook 02 (notebook 04 helps)
+# **Time:** 60–80 minutes · **Prerequisites:** notebook 02 (notebook 04 helps)
 #
 # **By the end of this notebook you can**
 # - build an embedding index once and search it text→image and image→text, and write exact
@@ -267,7 +267,7 @@ print(f"image→text R@1: {package_i2t[1]:.1%} with lower index first, "
 
 # %% [markdown]
 # A tie at the cut-off counts as a hit under one rule and as a miss under the other: the same
-# model and the same data can report recalls that differ by a query or two, depending only on
+# model and the same data report recalls that differ by several queries here, depending only on
 # the sort. Fix one rule and state it. Real benchmarks have duplicate and near-duplicate
 # captions too; it is one reason to read the last digit of a recall with care.
 #
@@ -415,22 +415,25 @@ print(f"at N={sizes[-1]:,}, one batch of 100 queries costs as much as "
       f"{batch_ms[-1] / latency_ms[-1]:.0f} single queries")
 
 # %% [markdown]
-# Memory grows exactly linearly with $N$. Time does too once the index is large; at the small
-# sizes fixed costs per call (starting the product, picking out the top $k$) weigh as much as the
-# arithmetic, and a busy machine adds noise there. A batch of 100 queries costs far less than 100
+# Memory grows exactly linearly with $N$. Time grows roughly in proportion to $N$ once the index
+# is large, but not exactly. At the small sizes fixed costs per call (starting the product,
+# picking out the top $k$) weigh as much as the arithmetic. At the large ones, compare the two
+# largest sizes printed: time can grow faster than $N$ there, because an index of hundreds of MB
+# no longer fits in the processor's caches and every query reads it from main memory; and a busy
+# machine adds noise to single timings throughout. A batch of 100 queries costs far less than 100
 # single queries at large $N$ (the last line prints the factor): one matrix-matrix product reads
 # the index from memory once for all of them.
 #
 # At 1,000,000 vectors, memory is exactly $10^6 \times 512 \times 4$ bytes in float32 (printed
 # below; half with `EmbeddingIndex(..., dtype=torch.float16)`). That is more than this notebook
 # should allocate on a shared laptop, so the 1M point below is the one recorded by the course's
-# benchmark (`python -m bench retrieval --threads 1`, 2 shared CPU cores; table in
-# `bench/README.md`), next to a straight-line extrapolation from the two largest live points.
-# Your machine will differ; the slope will not.
+# benchmark (`python -m bench retrieval --threads 1` in the course's repository, on 2 shared CPU
+# cores), next to a straight-line extrapolation from the two largest live points. Your machine's
+# times will differ; its memory figures will not.
 
 # %%
 million = 1_000_000
-bench_1m = {"1 query ms": 199, "100 queries ms": 2081, "index MB": 1953}  # bench/README.md, float32
+bench_1m = {"1 query ms": 199, "100 queries ms": 2081, "index MB": 1953}  # the bench, float32
 slope = (latency_ms[-1] - latency_ms[-2]) / (sizes[-1] - sizes[-2])
 extrapolated = {"1 query ms": latency_ms[-1] + slope * (million - sizes[-1]),
                 "index MB": million * dim * 4 / 2**20}
@@ -440,7 +443,7 @@ for ax, values, key, label in [(ax_t, latency_ms, "1 query ms", "ms per query (o
     ax.loglog(sizes, values, "o-", label="measured here")
     ax.loglog([sizes[-1], million], [values[-1], extrapolated[key]], ":", color="C1",
               label="straight-line extrapolation")
-    ax.loglog([million], [bench_1m[key]], "s", color="C3", ms=8, label="1M: bench/README.md")
+    ax.loglog([million], [bench_1m[key]], "s", color="C3", ms=8, label="1M: course benchmark")
     ax.set_xlabel("vectors in the index (N)")
     ax.set_ylabel(label)
     ax.grid(True, which="both", alpha=0.3)
@@ -491,7 +494,7 @@ retrieval_gallery("a blue square", [data.images[i] for i in hits.indices[0]], hi
 # - Recall@k counts a query as a hit when any of its correct items is among its $k$ best; with
 #   5 captions per image, image→text has five chances and text→image one.
 # - Equal scores need a rule. The course's is one rule everywhere: the lower index first; with
-#   another rule, recall can change by a query or two.
+#   another rule, recall can change by several queries when scores tie.
 # - Pocket's text embedding is close to a bag of words: negation, relations and which attribute
 #   goes with which object are lost.
 # - Exact search costs $O(ND)$ time per query and $ND$ numbers of memory; batch the queries, and

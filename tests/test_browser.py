@@ -389,24 +389,34 @@ def test_ticked_tracker_item_reaches_the_progress_file(page, lab, zero_shot):
     wait_for(ticked, f"{text!r} ticked in {lab.progress_file}")
 
 
-def test_saved_notebook_reopens_with_its_widgets_last_views(page, lab, zero_shot):
+def test_reopened_notebook_shows_inert_copies_and_loses_no_tick(page, lab, zero_shot):
+    """Saved, closed, reopened with a new kernel: nothing looks live that is not."""
     from selenium.webdriver.common.by import By
 
     playground = page.widget("classify")
     _type(playground.find_element(By.CSS_SELECTOR, ".widget-text input"), "a red circle, a cat")
     playground.find_element(By.XPATH, ".//button[contains(., 'classify')]").click()
-    wait_for(lambda: "pocket: 2 label(s)" in playground.text and _images(playground) == 1,
-             "the chart to save")
+    wait_for(lambda: "pocket: 2 label(s)" in playground.text, "the chart for two labels")
     page.menu("File", "Save Notebook")
     wait_for(lambda: not page.dirty(), "the notebook to be saved")
     page.collect_console()
     lab.shut_down_kernels()  # as after quitting JupyterLab: no live widget is left to show
+    before = lab.progress()
     page.open("04_zero_shot.ipynb")
+    assert not page.dirty(), "the reopened notebook is marked modified: closing it would ask"
     text = page.notebook_text()
     assert "model not found" not in text and "Error displaying widget" not in text
-    saved = page.widget("classify")  # the saved view, not connected to any kernel
-    assert "pocket: 2 label(s)" in saved.text and _images(saved) == 1  # with its chart
-    page.screenshot("04-reopened-playground")
+    # the tracker is its static copy: no checkbox to click, and it says how to tick
+    tracker = page.output(".jp-OutputArea-output", "Progress tracker: 04_zero_shot")
+    assert tracker.find_elements(By.CSS_SELECTOR, "input") == []
+    assert "cannot be ticked" in tracker.text and "Run this cell to tick" in tracker.text
+    # so does every widget: a readable copy with its chart and a note, no dead controls
+    copy = page.output(".jp-OutputArea-output", "Zero-shot playground")
+    assert "A saved copy of this widget" in copy.text and _images(copy) == 1
+    assert page.js("return document.querySelectorAll('.jp-NotebookPanel .widget-vbox, "
+                   ".jp-NotebookPanel input[type=checkbox]').length") == 0
+    page.screenshot("04-reopened")
+    assert lab.progress() == before  # reopening changed nothing in the progress file
 
 
 def test_retrieval_notebook_opens_unmodified(retrieval):
@@ -431,8 +441,7 @@ def test_search_box_finds_five_and_the_slider_changes_how_many(page, retrieval):
 
 
 #: Chromium declining a "leave the page?" prompt (no user gesture in a test): JupyterLab asks
-#: because a notebook is modified, which a notebook with saved widget state is as soon as it opens
-#: (the widget manager marks it so for every widget it restores when saving state is on).
+#: when a notebook is modified, e.g. one left mid-run when the page is left.
 _LEAVE_PAGE = "Blocked attempt to show a 'beforeunload' confirmation panel"
 
 

@@ -20,6 +20,7 @@ import nbformat
 import pytest
 
 from course import lab, labsettings
+from course.display import WIDGET_VIEW
 from course.lab import (
     WorkspaceError,
     find_notebook,
@@ -76,6 +77,19 @@ def test_first_start_copies_the_notebooks_only_and_unpaired(course_dir, tmp_path
     assert copy.cells == nbformat.read(course_dir / "01_intro.ipynb", as_version=4).cells
     # the learner can write their copy with their usual permissions
     assert os.access(workspace / "01_intro.ipynb", os.W_OK)
+
+
+def test_copies_show_static_widget_copies_not_dead_views(course_dir, tmp_path):
+    shipped = _notebook("ProgressTracker(...)")
+    shipped.cells[0].outputs = [nbformat.v4.new_output(
+        "display_data", data={WIDGET_VIEW: {"model_id": "m1", "version_major": 2,
+                                            "version_minor": 0},
+                              "text/plain": "Progress: 01 (0/1)", "text/html": "<b>copy</b>"})]
+    nbformat.write(shipped, course_dir / "01_intro.ipynb")
+    prepare_workspace(tmp_path / "ws", source=course_dir)
+    copy = nbformat.read(tmp_path / "ws" / "01_intro.ipynb", as_version=4)
+    assert copy.cells[0].outputs[0]["data"] == {"text/plain": "Progress: 01 (0/1)",
+                                                "text/html": "<b>copy</b>"}
 
 
 def test_later_starts_never_overwrite_the_learners_notebooks(course_dir, tmp_path):
@@ -340,10 +354,25 @@ def test_course_lab_serves_the_learners_copies_quietly(repo_root, tmp_path):
             defaults = {key: value["default"]
                         for key, value in settings["schema"]["properties"].items()}
             assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False
-            # widget state saved with the notebook (a reopened notebook shows its widgets)
+            # no widget state saved (a reopened notebook must not look live), no extension
+            # manager (it would reach for the package index)
             widgets = json.loads(_request(
                 f"{base}/lab/api/settings/@jupyter-widgets/jupyterlab-manager:plugin", token))
-            assert widgets["schema"]["properties"]["saveState"]["default"] is True
+            assert widgets["schema"]["properties"]["saveState"]["default"] is False
+            manager = json.loads(_request(
+                f"{base}/lab/api/settings/@jupyterlab/extensionmanager-extension:plugin", token))
+            assert manager["schema"]["properties"]["enabled"]["default"] is False
+            # a saved notebook keeps the static copy of a widget, not its dead live view
+            shown = _notebook("tracker")
+            shown["cells"][0]["outputs"] = [{"output_type": "display_data", "metadata": {},
+                                             "data": {WIDGET_VIEW: {"model_id": "m1", "version_major": 2,
+                                                                    "version_minor": 0},
+                                                      "text/plain": "Progress: 01 (0/1)",
+                                                      "text/html": "<b>copy</b>"}}]
+            _request(f"{base}/api/contents/{name}", token,
+                     {"type": "notebook", "format": "json", "content": shown})
+            saved = nbformat.read(workspace / name, as_version=4).cells[0].outputs
+            assert [sorted(o["data"]) for o in saved] == [["text/html", "text/plain"]]
             # the copies carry this machine's kernel metadata, so they open unmodified
             other = max(served)
             assert nbformat.read(workspace / other, as_version=4).metadata["kernelspec"] == \

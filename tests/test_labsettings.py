@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from course import labsettings
+from course.display import WIDGET_VIEW
 from course.labsettings import (
     OVERRIDES,
     fit_to_kernel,
@@ -49,7 +50,9 @@ def test_write_overrides_writes_the_file_and_returns_the_options(tmp_path, monke
     options = write_overrides(tmp_path / "settings")
     written = json.loads((tmp_path / "settings" / "overrides.d" / "course.json").read_text())
     assert written == OVERRIDES
-    assert written["@jupyter-widgets/jupyterlab-manager:plugin"] == {"saveState": True}
+    # saved widget state made reopened notebooks look live and open modified: the copies show
+    assert written["@jupyter-widgets/jupyterlab-manager:plugin"] == {"saveState": False}
+    assert written["@jupyterlab/extensionmanager-extension:plugin"] == {"enabled": False}
     assert options[0] == f"--LabApp.app_settings_dir={(tmp_path / 'settings').resolve()}"
     assert "--LabApp.news_url=None" in options
     assert write_overrides(tmp_path / "settings") == options  # again: same result, no error
@@ -131,3 +134,84 @@ def test_shipped_notebooks_open_unmodified_in_jupyterlab(path):
     source = path.with_suffix(".py")
     if source.exists():
         assert jupytext.read(source).metadata["kernelspec"] == wanted, f"{source.name}'s header"
+
+
+# -- saved notebooks keep static copies, never dead widget views ---------------------------------
+
+def _widget_output(text: str, html: str | None = None) -> dict:
+    data = {WIDGET_VIEW: {"model_id": "abc123", "version_major": 2, "version_minor": 0},
+            "text/plain": text}
+    if html is not None:
+        data["text/html"] = html
+    return {"output_type": "display_data", "data": data, "metadata": {}}
+
+
+def _notebook_with_widgets() -> dict:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    cell = nbformat.v4.new_code_cell("...")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="step 10: loss 1.2\n"),
+        nbformat.from_dict(_widget_output("training pocket CLIP:   0%|          | 0/300 "
+                                          "[00:00<?, ?it/s]")),
+        nbformat.from_dict(_widget_output("Progress: 01 (0/2)", "<b>Progress tracker</b>")),
+        nbformat.from_dict(_widget_output("interactive(children=(FloatLogSlider(value=0.07)")),
+        nbformat.v4.new_output("display_data", data={"text/plain": ""}),  # a finished bar
+    ]
+    nb.cells = [nbformat.v4.new_markdown_cell("# title"), cell]
+    return nb
+
+
+def test_saving_drops_widget_views_and_state_keeping_the_copies():
+    nb = _notebook_with_widgets()
+    assert labsettings.strip_widgets(nb) is True
+    assert "widgets" not in nb.metadata
+    outputs = nb.cells[1].outputs
+    assert [o.get("name") or sorted(o["data"]) for o in outputs] == [
+        "stdout",                               # ordinary output untouched
+        ["text/html", "text/plain"],            # the tracker: its inert copy
+        ["text/plain"]]                         # a bare widget: a note, not its repr
+    # (the tqdm bar and the empty output of a finished course bar are gone)
+    assert outputs[1]["data"]["text/html"] == "<b>Progress tracker</b>"  # the tqdm bar is gone
+    assert outputs[2]["data"]["text/plain"] == (
+        "[an interactive interactive widget was shown here: run this cell to use it again]")
+    assert labsettings.strip_widgets(nb) is False  # nothing left to drop
+    import nbformat
+
+    nbformat.validate(nb)  # still a valid notebook
+
+
+def test_a_notebook_without_widgets_is_left_alone():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1")
+    cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "1"},
+                                           execution_count=1)]
+    nb.cells = [cell]
+    before = json.dumps(nb, sort_keys=True)
+    assert labsettings.strip_widgets(nb) is False and json.dumps(nb, sort_keys=True) == before
+
+
+def test_the_lab_saves_notebooks_through_the_hook(tmp_path):
+    """The option `course lab` passes makes the server's contents manager strip on save."""
+    import nbformat
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+    from traitlets.config import Config
+
+    option = next(o for o in labsettings.SERVER_OPTIONS if "pre_save_hook" in o)
+    name, value = option.removeprefix("--").split("=", 1)
+    section, key = name.split(".")
+    config = Config({section: {key: value}})
+    manager = FileContentsManager(root_dir=str(tmp_path), config=config)
+    manager.save({"type": "notebook", "format": "json", "content": _notebook_with_widgets()},
+                 "saved.ipynb")
+    saved = nbformat.read(tmp_path / "saved.ipynb", as_version=4)
+    assert "widgets" not in saved.metadata
+    assert all(WIDGET_VIEW not in o.get("data", {}) for o in saved.cells[1].outputs)
+    assert any("Progress tracker" in o.get("data", {}).get("text/html", "")
+               for o in saved.cells[1].outputs)
+    manager.save({"type": "file", "format": "text", "content": "x"}, "notes.txt")  # not a notebook
+    assert (tmp_path / "notes.txt").read_text() == "x"

@@ -645,6 +645,17 @@ def test_widget_checkboxes_save_and_follow_checks(progress_file):
     assert "[x] I can explain temperature" in bundle["text/plain"]
 
 
+def test_live_checklist_shows_the_count_the_copy_shows(progress_file):
+    tracker = ProgressTracker("demo", ITEMS)
+    box = tracker.widget()
+    title, manual = box.children[0], box.children[2]
+    assert "(0 of 2 done)" in title.value
+    manual.value = True  # a click
+    assert "(1 of 2 done)" in title.value
+    progress.record_exercise("demo.q1", "correct")  # a check passing elsewhere in the notebook
+    assert "(2 of 2 done)" in title.value
+
+
 def test_rerunning_the_tracker_cell_refreshes_the_new_checklist_only():
     first = ProgressTracker("demo", ITEMS)
     first.widget()
@@ -666,7 +677,9 @@ def test_every_display_carries_readable_copies():
     assert "Progress tracker: demo" in page and "ticks itself when exercise demo.q1 passes" in page
     assert "&#9744; I can explain temperature" in page
     assert "<script>" not in page and "&lt;script&gt;" in page
-    assert "run the cell" in page  # a static copy says it is one
+    # a static copy says it is one, that it cannot be ticked, and where ticks are kept
+    assert "cannot be ticked" in page and "Run this cell to tick" in page
+    assert "progress file" in page and "(0 of 3 done)" in page
 
 
 def test_plain_text_and_html_without_widgets(monkeypatch):

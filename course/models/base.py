@@ -152,7 +152,10 @@ class CLIP:
         """Save the model so that ``course.load_clip(folder)`` loads it again; returns the folder."""
         out = Path(folder).expanduser()
         out.mkdir(parents=True, exist_ok=True)
-        self.backend.save(self, out)
+        from course.bars import no_progress_bars  # a "Writing model shards" bar says nothing
+
+        with no_progress_bars():
+            self.backend.save(self, out)
         return out
 
     def __repr__(self) -> str:

@@ -216,6 +216,7 @@ def train_pocket(
         A :class:`TrainResult` with the trained model (eval mode, CPU) and its loss history.
     """
     from course.bars import progress_bar
+    from course.threads import compute_threads
 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -235,20 +236,22 @@ def train_pocket(
     losses: list[float] = []
     start = time.perf_counter()
     model.train()
-    bar = progress_bar(range(config.steps), show=progress, desc="training pocket CLIP")
-    for step in bar:
-        batch = _varied_batch(config.batch_size, seed=config.seed * 1_000_003 + step,
-                              image_size=config.image_size)
-        pixels = pixel_tensor(batch.images, config.image_size, mean, std)
-        tokens = tokenizer(batch.captions, padding=True, truncation=True,
-                           max_length=config.context_length, return_tensors="pt")
-        losses.append(contrastive_step(model, optimizer, pixels, tokens["input_ids"],
-                                       tokens["attention_mask"], caption_groups(batch.captions),
-                                       scheduler=schedule))
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
-        if callback is not None:
-            callback(step, losses[-1], model)
+    # as many torch threads as cores are free: busy cores make extra threads wait (threads.py)
+    with compute_threads():
+        bar = progress_bar(range(config.steps), show=progress, desc="training pocket CLIP")
+        for step in bar:
+            batch = _varied_batch(config.batch_size, seed=config.seed * 1_000_003 + step,
+                                  image_size=config.image_size)
+            pixels = pixel_tensor(batch.images, config.image_size, mean, std)
+            tokens = tokenizer(batch.captions, padding=True, truncation=True,
+                               max_length=config.context_length, return_tensors="pt")
+            losses.append(contrastive_step(model, optimizer, pixels, tokens["input_ids"],
+                                           tokens["attention_mask"], caption_groups(batch.captions),
+                                           scheduler=schedule))
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+            if callback is not None:
+                callback(step, losses[-1], model)
     seconds = time.perf_counter() - start
     model.eval()
     clip = CLIP(model=model, processor=processor, name="pocket", device=torch.device("cpu"))

@@ -2,12 +2,13 @@
 
 What a reader sees depends on where the notebook is shown, so every display carries three views:
 the live ipywidgets checklist, a static HTML copy and plain text. JupyterLab 4 (ipywidgets 8)
-renders the widget view in a trusted notebook, and the HTML copy in an untrusted one (a fresh
-clone: the widget renderer is not "safe"); nbconvert's HTML renders the copy whenever the widget's
-state was not saved with the notebook. A trusted notebook reopened after its kernel is gone shows
-"Error displaying widget: model not found" whatever else the output holds: the widget renderer
-never falls back. Only widget state saved in the notebook avoids that (JupyterLab's "Save Jupyter
-widget state in notebooks" setting, off by default); then the saved checklist shows, unclickable.
+renders the widget view while the kernel that made it runs, and the HTML copy in an untrusted
+notebook (a fresh clone: the widget renderer is not "safe"); nbconvert's HTML renders the copy
+whenever no widget state was saved. A saved notebook must never show checkboxes that look live
+when no kernel answers them (a tick would show and be lost), so ``course lab`` saves no widget
+state and its pre-save hook drops the widget view from saved outputs
+(:func:`course.labsettings.strip_widget_views`): a reopened notebook shows the inert copy, which
+says to run the cell to tick.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from course.teach.progress.store import (
 )
 
 NO_WIDGETS_ENV = "COURSE_NO_WIDGETS"
+#: What the static copy says: it cannot be ticked, and where ticks are kept.
+SAVED_COPY_NOTE = ("A saved copy, as the checklist was when this cell ran; it cannot be ticked. "
+                   "Run this cell to tick items. Ticks are kept in your progress file, not in "
+                   "the notebook (`course progress` lists them).")
 
 #: The latest tracker of each notebook and file: re-running the cell replaces the checklist shown,
 #: so earlier trackers need no refreshing (and their widgets would keep them alive forever).
@@ -129,6 +134,7 @@ class ProgressTracker:
         self._checkboxes: dict[str, Any] = {}
         self._notes: dict[str, Any] = {}
         self._status: Any = None
+        self._title: Any = None
         self._widget: Any = None
         self._refreshing = False
         self._register()
@@ -225,8 +231,7 @@ class ProgressTracker:
                 f"({done_count} of {len(state)} done)"
                 f'<ul style="list-style: none; padding-left: 0.4em; margin: 0.3em 0">'
                 f"{''.join(rows)}</ul>{status}"
-                f'<div style="{GREY}">A saved copy of the checklist as it was when this cell '
-                "ran: run the cell to tick items.</div></div>")
+                f'<div style="{GREY}">{html.escape(SAVED_COPY_NOTE)}</div></div>')
 
     def __repr__(self) -> str:
         return self._text(self.state())
@@ -257,7 +262,8 @@ class ProgressTracker:
         except ImportError:
             return None
         rows = []
-        for item, done in state if state is not None else self.state():
+        state = state if state is not None else self.state()
+        for item, done in state:
             box = ipywidgets.Checkbox(value=done, description=item.text, indent=False,
                                       disabled=item.exercise is not None,
                                       layout=ipywidgets.Layout(width="auto"))
@@ -271,11 +277,16 @@ class ProgressTracker:
             else:
                 box.observe(self._on_change(item), names="value")
                 rows.append(box)
-        title = ipywidgets.HTML(f"<b>Progress tracker: {html.escape(self.notebook_id)}</b>")
+        self._title = ipywidgets.HTML(self._title_html(state))
         self._status = ipywidgets.HTML("")
         self._show_status()
-        self._widget = ipywidgets.VBox([title, *rows, self._status])
+        self._widget = ipywidgets.VBox([self._title, *rows, self._status])
         return self._widget
+
+    def _title_html(self, state: list[tuple[Item, bool]]) -> str:
+        """The title with the count the static copy shows, e.g. "(2 of 5 done)"."""
+        return (f"<b>Progress tracker: {html.escape(self.notebook_id)}</b> "
+                f"({sum(done for _, done in state)} of {len(state)} done)")
 
     @staticmethod
     def _note_html(item: Item, done: bool) -> str:
@@ -291,6 +302,8 @@ class ProgressTracker:
         def save(change: dict[str, Any]) -> None:
             if not self._refreshing:  # a refresh from the file is not a click
                 self.tick(item.id, bool(change["new"]))
+                if self._title is not None:
+                    self._title.value = self._title_html(self.state())
         return save
 
     def _refresh(self, state: list[tuple[Item, bool]] | None = None) -> None:
@@ -298,8 +311,11 @@ class ProgressTracker:
         if not self._checkboxes:
             return
         self._refreshing = True
+        state = state if state is not None else self.state()
         try:
-            for item, done in state if state is not None else self.state():
+            if self._title is not None:
+                self._title.value = self._title_html(state)
+            for item, done in state:
                 box = self._checkboxes.get(item.id)
                 if box is not None and box.value != done:
                     box.value = done
