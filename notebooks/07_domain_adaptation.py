@@ -566,7 +566,7 @@ ax.set_title("16 labelled scans per class (bars: range over 5 splits, or 95% int
 #   classifier, so clean stays intact, but it gains less on scans than the probe and varies from
 #   split to split with the $\alpha$ its 24 validation scans chose.
 # - **CoOp** learns the prompt and keeps both towers: clean stays where one template had it,
-#   scans gain, and the five splits agree more closely than Tip-Adapter's.
+#   scans gain, with no hyper-parameter chosen on the 24 validation scans.
 # - **Fine-tuning** changes the features and reaches the best scan accuracy, at a price on clean.
 # - **WiSE-FT** buys much of the clean accuracy back for a few points of scan accuracy, and
 #   $\alpha$ is the dial.
