@@ -6,6 +6,12 @@ images. Each adaptation method sees at most 16 labelled target images per class.
 
     python -m bench.adaptation            # the table (about 15 minutes on 2 shared CPU cores)
     python -m bench.adaptation --plot FILE.png
+    python -m bench.adaptation --methods templates,coop   # only some rows (same splits, seeds)
+
+The rows form the adaptation ladder, from the least to the most that is changed: one template
+-> a template ensemble -> CoOp (learned prompt context, towers frozen) -> Tip-Adapter (a cache
+beside the zero-shot classifier) -> linear probe (a new head) -> contrastive fine-tuning (every
+weight) -> WiSE-FT (the fine-tuned weights averaged with the original ones).
 
 Every few-shot figure is measured on several few-shot splits (which images are the shots, and
 the seed of the training that uses them) and reported as the mean, the standard deviation and
@@ -29,6 +35,7 @@ import torch
 import course
 from course import adaptation, metrics, transfer
 from course.data import shapes
+from course.prompt_learning import CoOp
 from course.zeroshot import ZeroShotClassifier
 
 SHOTS = (1, 2, 4, 8, 16)
@@ -39,6 +46,10 @@ DOMAINS = ("clean", "scan")
 # flips and quarter turns keep a shape's class, so they multiply the 96 target images;
 # the class label groups prompts from different templates as positives of each other.
 FINETUNE = {"steps": 300, "batch_size": 32, "lr": 1e-4, "augment": True}
+# CoOp: the paper's SGD (lr 0.002, momentum 0.9, cosine, weight decay 5e-4) from "a photo of a"
+COOP = {"epochs": 50}
+ONE_TEMPLATE = "a photo of a {}."
+METHODS = ("templates", "coop", "tip", "probe", "finetune")  # finetune includes WiSE-FT
 
 
 @dataclass(frozen=True)
@@ -76,13 +87,22 @@ def _data(clip: course.CLIP, domain: str, n: int, seed: int) -> tuple[shapes.Sha
     return data, course.encode_images(clip, data.images), np.array([lab.shape for lab in data.labels])
 
 
-def run(plot: str | None = None, quick: bool = False) -> Results:
+def run(plot: str | None = None, quick: bool = False,
+        methods: Sequence[str] = METHODS) -> Results:
     """Measure every method on every split and print the table; returns ``{method: {domain: Spread}}``.
 
-    ``quick`` shrinks everything (a smoke test: the figures mean nothing).
+    ``quick`` shrinks everything (a smoke test: the figures mean nothing). ``methods`` picks rows
+    of the ladder (:data:`METHODS`); zero-shot with the template ensemble is always measured, and
+    every method sees the same splits, seeds and test images whichever others run beside it.
     """
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    if plot and not {"probe", "finetune"} <= set(methods):
+        raise ValueError("--plot needs the probe and finetune methods (its two panels)")
     n_test, n_pool, shots, splits = (60, 360, (1, 16), (0, 1)) if quick else (N_TEST, 1200, SHOTS, SPLITS)
     finetune = {**FINETUNE, "steps": 5} if quick else FINETUNE
+    coop_settings = {"epochs": 2} if quick else COOP
     alphas = [float(a) for a in np.linspace(0, 1, 3 if quick else 21)]
     torch.manual_seed(0)
     start = time.perf_counter()
@@ -97,8 +117,13 @@ def run(plot: str | None = None, quick: bool = False) -> Results:
     def acc(predict: Callable[[torch.Tensor], Sequence[str]], domain: str) -> float:
         return float(metrics.accuracy(predict(test[domain][1]), test[domain][2]))
 
-    zero_shot = {d: metrics.zero_shot_accuracy(zs, test[d][1], test[d][2]) for d in DOMAINS}
+    zero_shot = {d: zs.accuracy(test[d][1], test[d][2]) for d in DOMAINS}
     per_split: dict[str, dict[str, list[float]]] = {}
+    fixed: Results = {}  # rows that need no split
+    if "templates" in methods:
+        one = ZeroShotClassifier(clip, shapes.SHAPES, templates=[ONE_TEMPLATE])
+        fixed["zero-shot, one template"] = {
+            d: Spread((float(one.accuracy(test[d][1], test[d][2])),)) for d in DOMAINS}
     curves: dict[str, dict[int, list[float]]] = {d: {k: [] for k in shots} for d in DOMAINS}
     sweeps: list[list[dict[str, float]]] = []
     chosen: list[float] = []
@@ -112,7 +137,7 @@ def run(plot: str | None = None, quick: bool = False) -> Results:
         print(f"split {seed} ({splits.index(seed) + 1} of {len(splits)})", flush=True)
         # Linear probes at k shots per class, on the target domain (and on the source, for the
         # CLIP paper's "how many shots does a probe need to match zero-shot?" comparison).
-        for domain in DOMAINS:
+        for domain in DOMAINS if "probe" in methods else ():
             _, embeds, labels = pool[domain]
             for k in shots:
                 split = transfer.few_shot_split(labels, k, n_val=N_VAL_PER_CLASS, seed=seed)
@@ -125,10 +150,17 @@ def run(plot: str | None = None, quick: bool = False) -> Results:
 
         scan_data, scan_embeds, scan_labels = pool["scan"]
         split = transfer.few_shot_split(scan_labels, 16, n_val=N_VAL_PER_CLASS, seed=seed)
-        tip = adaptation.TipAdapter.from_support(zs, scan_embeds[split.train],
-                                                 list(scan_labels[split.train]))
-        tip.tune(scan_embeds[split.val], list(scan_labels[split.val]))
-        record("Tip-Adapter, 16 shots", {d: acc(tip.predict, d) for d in DOMAINS})
+        if "coop" in methods:
+            coop = CoOp(clip, shapes.SHAPES, seed=seed).fit(scan_embeds[split.train],
+                                                            scan_labels[split.train], **coop_settings)
+            record("CoOp, 16 shots", {d: acc(coop.predict, d) for d in DOMAINS})
+        if "tip" in methods:
+            tip = adaptation.TipAdapter.from_support(zs, scan_embeds[split.train],
+                                                     list(scan_labels[split.train]))
+            tip.tune(scan_embeds[split.val], list(scan_labels[split.val]))
+            record("Tip-Adapter, 16 shots", {d: acc(tip.predict, d) for d in DOMAINS})
+        if "finetune" not in methods:
+            continue
 
         # Contrastive fine-tuning on the same 16 target shots per class, with class prompts.
         rng = random.Random(seed)
@@ -138,7 +170,7 @@ def run(plot: str | None = None, quick: bool = False) -> Results:
                                               **finetune, seed=seed, progress=False).clip
         zs_tuned = ZeroShotClassifier(tuned, shapes.SHAPES, templates=templates)
         record("contrastive fine-tune, 16 shots",
-               {d: metrics.zero_shot_accuracy(zs_tuned, test[d][0].images, test[d][2]) for d in DOMAINS})
+               {d: zs_tuned.accuracy(test[d][0].images, test[d][2]) for d in DOMAINS})
 
         # WiSE-FT: choose alpha on this split's validation images of both domains, report on test.
         val = {"clean": (val_clean.images, [lab.shape for lab in val_clean.labels]),
@@ -146,9 +178,9 @@ def run(plot: str | None = None, quick: bool = False) -> Results:
 
         def evaluate(mixed: course.CLIP, val: dict = val) -> dict[str, float]:
             zs_mixed = ZeroShotClassifier(mixed, shapes.SHAPES, templates=templates)
-            row = {f"val_{d}": float(metrics.zero_shot_accuracy(zs_mixed, imgs, labels))
+            row = {f"val_{d}": float(zs_mixed.accuracy(imgs, labels))
                    for d, (imgs, labels) in val.items()}
-            row.update({d: float(metrics.zero_shot_accuracy(zs_mixed, test[d][0].images, test[d][2]))
+            row.update({d: float(zs_mixed.accuracy(test[d][0].images, test[d][2]))
                         for d in DOMAINS})
             return row
 
@@ -159,19 +191,23 @@ def run(plot: str | None = None, quick: bool = False) -> Results:
         sweeps.append(sweep)
         chosen.append(best["alpha"])
 
-    results: Results = {"zero-shot": {d: Spread((float(zero_shot[d]),)) for d in DOMAINS}}
-    results.update({m: {d: Spread(tuple(v)) for d, v in row.items()} for m, row in per_split.items()})
+    results: Results = dict(fixed)
+    results["zero-shot"] = {d: Spread((float(zero_shot[d]),)) for d in DOMAINS}
+    # the ladder's order: prompts, then a cache, a head, and last the weights themselves
+    order = ["CoOp", "Tip-Adapter", "linear probe", "contrastive", "WiSE-FT"]
+    for m in sorted(per_split, key=lambda m: next(i for i, o in enumerate(order) if m.startswith(o))):
+        results[m] = {d: Spread(tuple(v)) for d, v in per_split[m].items()}
     spread_curves = {d: {k: Spread(tuple(v)) for k, v in c.items()} for d, c in curves.items()}
+    if not {"probe", "finetune"} <= set(methods):
+        _print_rows(results, n_test, time.perf_counter() - start)
+        return results
     _print(results, zero_shot, spread_curves, sweeps, chosen, n_test, time.perf_counter() - start)
     if plot:
         _plot(results["zero-shot"], spread_curves, sweeps, chosen, plot)
     return results
 
 
-def _print(results: Results, zero_shot: Mapping[str, metrics.Estimate],
-           curves: Mapping[str, Mapping[int, Spread]], sweeps: Sequence[Sequence[dict[str, float]]],
-           chosen: Sequence[float], n_test: int, seconds: float) -> None:
-    n_splits = len(sweeps)
+def _table(results: Results, n_test: int, n_splits: int) -> None:
     print("\n6-way shape classification on pocket, source = clean, target = scan")
     print(f"{n_test} test images per domain; few-shot figures: mean ± std (points) over "
           f"{n_splits} splits, and the worst split")
@@ -179,6 +215,24 @@ def _print(results: Results, zero_shot: Mapping[str, metrics.Estimate],
     for name, row in results.items():
         worst = [f"{row[d].worst:.1%}" if len(row[d].values) > 1 else "-" for d in DOMAINS]
         print(f"{name:<34}{row['clean']!s:>16}{row['scan']!s:>16}{worst[0]:>13}{worst[1]:>12}")
+
+
+def _print_rows(results: Results, n_test: int, seconds: float) -> None:
+    n_splits = max(len(row["clean"].values) for row in results.values())
+    _table(results, n_test, n_splits)
+    print("\nEach split (clean / scan):")
+    for name, row in results.items():
+        if len(row["clean"].values) > 1:
+            cells = "  ".join(f"{c:.1%}/{v:.1%}" for c, v in zip(row["clean"].values, row["scan"].values))
+            print(f"  {name:<32}{cells}")
+    print(f"\n(total {seconds / 60:.1f} min)")
+
+
+def _print(results: Results, zero_shot: Mapping[str, metrics.Estimate],
+           curves: Mapping[str, Mapping[int, Spread]], sweeps: Sequence[Sequence[dict[str, float]]],
+           chosen: Sequence[float], n_test: int, seconds: float) -> None:
+    n_splits = len(sweeps)
+    _table(results, n_test, n_splits)
     print(f"WiSE-FT alpha chosen on validation, per split: {', '.join(f'{a:.2f}' for a in chosen)}")
     print(f"Zero-shot needs no split; its test-set interval: clean {zero_shot['clean']}, "
           f"scan {zero_shot['scan']}.")
@@ -211,7 +265,7 @@ def _print(results: Results, zero_shot: Mapping[str, metrics.Estimate],
 
     # Targets are judged on the mean over splits; the worst split is printed beside each.
     zs = results["zero-shot"]
-    adapted = {k: v for k, v in results.items() if k != "zero-shot"}
+    adapted = {k: v for k, v in results.items() if not k.startswith("zero-shot")}
     best_name = max(adapted, key=lambda k: adapted[k]["scan"].mean)
     best = adapted[best_name]["scan"]
     wise = next(v for k, v in results.items() if k.startswith("WiSE-FT"))
@@ -273,13 +327,15 @@ def _plot(zero_shot: Mapping[str, Spread], curves: Mapping[str, Mapping[int, Spr
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command-line entry: ``python -m bench.adaptation [--plot FILE]``."""
+    """Command-line entry: ``python -m bench.adaptation [--plot FILE] [--methods A,B]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot", help="also save the crossover and WiSE-FT plot here")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, for a smoke test (figures are not representative)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated rows to measure (default all: {','.join(METHODS)})")
     args = parser.parse_args(argv)
-    run(args.plot, quick=args.quick)
+    run(args.plot, quick=args.quick, methods=[m.strip() for m in args.methods.split(",") if m.strip()])
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ gradients flow into it.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -176,3 +178,80 @@ def _check_embeds(image_embeds: torch.Tensor, text_embeds: torch.Tensor, *, same
             f"the loss needs matching pairs: got {len(image_embeds)} images and "
             f"{len(text_embeds)} texts"
         )
+
+
+#: SigLIP's initialisation (Zhai et al. 2023, section 3.2): ``t' = log 10`` and ``b = -10``, so
+#: that at the start the many negatives do not swamp the loss with a huge positive-class push.
+SIGLIP_INIT_LOGIT_SCALE = 10.0
+SIGLIP_INIT_LOGIT_BIAS = -10.0
+
+
+def siglip_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    *,
+    logit_scale: Scalar,
+    logit_bias: Scalar,
+) -> torch.Tensor:
+    """SigLIP's pairwise sigmoid loss (Zhai et al. 2023, arXiv 2303.15343, Algorithm 1).
+
+    Every image-text pair of the batch is its own binary problem: ``z_ij = +1`` on the diagonal
+    (the matching pair), ``-1`` elsewhere, and with ``s_ij = logit_scale * x_i . y_j +
+    logit_bias`` the loss is ``-1/N * sum_ij log sigmoid(z_ij * s_ij)``. Unlike
+    :func:`clip_loss` there is no softmax across the batch: no row or column normalisation.
+
+    Args:
+        image_embeds: ``(N, D)`` image embeddings (normalised here); row ``i`` matches ``text_embeds[i]``.
+        text_embeds: ``(N, D)`` text embeddings.
+        logit_scale: ``t = exp(t')`` of the paper, positive (SigLIP starts at 10).
+        logit_bias: ``b`` of the paper, any real number (SigLIP starts at -10).
+
+    Returns:
+        Scalar tensor: the summed pairwise losses divided by the batch size ``N`` (as the paper).
+    """
+    _check_embeds(image_embeds, text_embeds, same_batch=True)
+    _check_positive(logit_scale, "logit_scale")
+    _check_finite(logit_bias, "logit_bias")
+    zimg = F.normalize(image_embeds, dim=-1)
+    ztxt = F.normalize(text_embeds, dim=-1)
+    logits = zimg @ ztxt.T * logit_scale + logit_bias
+    n = len(logits)
+    labels = 2 * torch.eye(n, dtype=logits.dtype, device=logits.device) - 1  # +1 diagonal, -1 off
+    return -F.logsigmoid(labels * logits).sum() / n
+
+
+def siglip_loss_loop(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    *,
+    logit_scale: Scalar,
+    logit_bias: Scalar,
+) -> torch.Tensor:
+    """The same loss as :func:`siglip_loss`, pair by pair (slow; for reading and tests)."""
+    _check_embeds(image_embeds, text_embeds, same_batch=True)
+    _check_positive(logit_scale, "logit_scale")
+    _check_finite(logit_bias, "logit_bias")
+    n = len(image_embeds)
+    images = [v / v.norm() for v in image_embeds]
+    texts = [v / v.norm() for v in text_embeds]
+    total = image_embeds.new_zeros(())
+    for i in range(n):
+        for j in range(n):
+            s = logit_scale * torch.dot(images[i], texts[j]) + logit_bias
+            z = 1.0 if i == j else -1.0
+            # log sigmoid(x) = -log(1 + exp(-x)), written with softplus for stability
+            total = total + F.softplus(-z * s)
+    return total / n
+
+
+def _check_finite(value: Scalar, name: str) -> None:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+        number = float(value.detach())
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise TypeError(f"{name} must be a float or a scalar tensor, got {type(value).__name__}")
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")

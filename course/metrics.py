@@ -16,7 +16,7 @@ import math
 import numbers
 from collections.abc import Iterable, Sequence
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -25,8 +25,6 @@ from course.ranking import top_k
 
 if TYPE_CHECKING:  # pragma: no cover
     from typing_extensions import Self  # typing.Self is 3.11+; torch installs typing_extensions
-
-    from course.zeroshot import ZeroShotClassifier
 
 CONFIDENCE = 0.95
 
@@ -210,10 +208,18 @@ def recall_at_k(
             for k in cutoffs}
 
 
-def zero_shot_accuracy(classifier: ZeroShotClassifier, images: Any,
+class _ZeroShotScorer(Protocol):
+    # what zero_shot_accuracy needs of a classifier; a Protocol, so metrics imports no classifier
+    def accuracy(self, images: Any, labels: Any, *, confidence: float = ...) -> Estimate: ...
+
+
+def zero_shot_accuracy(classifier: _ZeroShotScorer, images: Any,
                        labels: Sequence[str] | Sequence[int] | Any, *,
                        confidence: float = CONFIDENCE) -> Estimate:
-    """Top-1 accuracy of a zero-shot classifier on a labelled set.
+    """Top-1 accuracy of a zero-shot classifier on a labelled set: ``classifier.accuracy(...)``.
+
+    The computation lives in one place, :meth:`course.ZeroShotClassifier.accuracy`; this name
+    stays for code that reads all its metrics from this module.
 
     Args:
         classifier: a :class:`course.ZeroShotClassifier`.
@@ -221,11 +227,49 @@ def zero_shot_accuracy(classifier: ZeroShotClassifier, images: Any,
         labels: the true class of each image, as class names or indices; a label that is not
             one of the classifier's classes is an error, not a silent miss.
     """
-    targets = classifier.label_indices(labels)
-    logits = classifier.logits(images)
-    if len(logits) != len(targets):
-        raise ValueError(f"got {len(logits)} images but {len(targets)} labels")
-    return top_k_accuracy(logits, targets, 1, confidence=confidence)
+    return classifier.accuracy(images, labels, confidence=confidence)
+
+
+def modality_gap_vector(image_embeds: torch.Tensor | np.ndarray,
+                        text_embeds: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """The gap vector of Liang et al. 2022: centre of the normalised images minus that of the texts.
+
+    Both sets are L2-normalised row by row first (the gap lives on the unit sphere); the two
+    sets need not be paired or of the same size.
+    """
+    img = _embedding_rows(image_embeds, "image_embeds")
+    txt = _embedding_rows(text_embeds, "text_embeds")
+    if img.shape[1] != txt.shape[1]:
+        raise ValueError(f"embedding sizes differ: image_embeds are {img.shape[1]}-d, "
+                         f"text_embeds {txt.shape[1]}-d")
+    return (torch.nn.functional.normalize(img, dim=1).mean(dim=0)
+            - torch.nn.functional.normalize(txt, dim=1).mean(dim=0))
+
+
+def modality_gap(image_embeds: torch.Tensor | np.ndarray,
+                 text_embeds: torch.Tensor | np.ndarray) -> float:
+    """Distance between the centres of the normalised image and text embeddings (Liang et al. 2022).
+
+    ``|| mean_i x_i/|x_i| - mean_j y_j/|y_j| ||`` ("Mind the Gap", arXiv 2203.02053): 0 when both
+    modalities share a centre, up to 2 when each collapses onto opposite points of the sphere.
+    """
+    return float(modality_gap_vector(image_embeds, text_embeds).norm())
+
+
+def _embedding_rows(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    t = torch.as_tensor(x.detach().cpu() if isinstance(x, torch.Tensor) else np.asarray(x))
+    if t.ndim != 2 or t.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D (N, D) matrix, got shape {tuple(t.shape)}")
+    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"{name} must hold numbers, got {t.dtype}")
+    t = t.double() if t.dtype == torch.float64 else t.float()
+    bad = (~torch.isfinite(t).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(f"{name} has NaN or infinite values in rows {bad[:10]}")
+    zero = (t.norm(dim=1) == 0).nonzero().flatten().tolist()
+    if zero:
+        raise ValueError(f"{name} has all-zero rows {zero[:10]}; they have no direction")
+    return t
 
 
 def _positive_int(k: Any, rule: str, name: str) -> int:

@@ -365,3 +365,161 @@ def _to_json(meta: dict[str, Any], items: list[Any] | None) -> str:
                     f"({err}); store strings, numbers, lists or dicts, e.g. str(path)"
                 ) from None
         raise
+
+
+class ApproximateIndex:
+    """Approximate cosine top-k search with FAISS: an inverted file (IVF), optionally compressed (PQ).
+
+    The stored vectors are split into ``nlist`` cells by k-means; a query scores only the
+    vectors of its ``nprobe`` best cells, so a search reads about ``nprobe / nlist`` of the
+    index instead of all of it (Jegou et al. 2011, "Product quantization for nearest neighbor
+    search"; Johnson et al. 2019, "Billion-scale similarity search with GPUs"). ``search``
+    returns what :meth:`EmbeddingIndex.search` returns, the same shapes and cosines, except that
+    a true neighbour may be missed: measure it with :meth:`recall_against`.
+
+    Args:
+        embeddings: ``(N, D)`` vectors, L2-normalised on the way in (refused as
+            :class:`EmbeddingIndex` refuses them: NaN, inf, all-zero rows).
+        items: one object per row, returned with search results.
+        nlist: number of cells; default about ``4 * sqrt(N)``, at most ``N / 39`` (k-means
+            needs ~39 training points per centroid), at least 1.
+        nprobe: cells visited per query; default ``max(16, nlist // 16)``, capped at ``nlist``:
+            with it recall@10 reaches 0.95 against exact search on clustered data (tested).
+            It can be changed after building (``index.nprobe = 32``).
+        pq: ``None`` keeps every vector in full (IVF-Flat, ``4 * D`` bytes each); an integer
+            ``m`` (dividing ``D``) stores ``m`` bytes per vector instead (IVF-PQ): ``m``
+            sub-vectors, each replaced by the nearest of 256 learned codes. Scores are then
+            approximations of the cosines, and queries unlike the indexed vectors (text
+            queries against image embeddings: the modality gap) lose the most.
+        train_size: at most this many rows (a seeded sample) train k-means and PQ.
+        seed: seed of that sample and of FAISS's k-means.
+    """
+
+    def __init__(
+        self,
+        embeddings: torch.Tensor | np.ndarray,
+        items: Sequence[Any] | None = None,
+        *,
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        pq: int | None = None,
+        train_size: int = 256 * 1024,
+        seed: int = 0,
+    ) -> None:
+        try:
+            import faiss
+        except ImportError as e:  # pragma: no cover - faiss-cpu is a base dependency
+            raise ImportError("ApproximateIndex needs FAISS: pip install faiss-cpu") from e
+        embeds = embedding_matrix(embeddings, "embeddings")
+        if len(embeds) == 0:
+            raise ValueError("ApproximateIndex needs embeddings to train its cells on; got none")
+        self.dim = int(embeds.shape[1])
+        self.items = _check_items(items, len(embeds))
+        n = len(embeds)
+        self.nlist = (max(1, min(round(4 * n ** 0.5), n // 39)) if nlist is None
+                      else whole_number(nlist, "nlist"))
+        if self.nlist > n:
+            raise ValueError(f"nlist={self.nlist} cells need at least as many embeddings, got {n}")
+        self.pq = None if pq is None else whole_number(pq, "pq")
+        if self.pq is not None and self.dim % self.pq:
+            raise ValueError(f"pq={self.pq} must divide the embedding size {self.dim}")
+        if self.pq is not None and n < 256:
+            raise ValueError(f"pq needs at least 256 embeddings to learn its 256 codes, got {n}")
+        train_size = whole_number(train_size, "train_size")
+        data = np.ascontiguousarray(unit_rows(embeds).numpy(), dtype=np.float32)
+
+        quantizer = faiss.IndexFlatIP(self.dim)
+        if self.pq is None:
+            index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFPQ(quantizer, self.dim, self.nlist, self.pq, 8,
+                                     faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        rng = np.random.default_rng(seed)
+        train = data if n <= train_size else data[np.sort(rng.choice(n, train_size, replace=False))]
+        index.cp.max_points_per_centroid = max(256, -(-len(train) // self.nlist))  # no resampling
+        index.train(train)
+        index.add(data)
+        self._quantizer = quantizer  # FAISS does not own it from Python: keep it alive
+        self._index = index
+        self.nprobe = max(16, self.nlist // 16) if nprobe is None else nprobe
+
+    @property
+    def nprobe(self) -> int:
+        """Cells visited per query (1 to ``nlist``): the recall/speed dial."""
+        return int(self._index.nprobe)
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        self._index.nprobe = min(whole_number(value, "nprobe"), self.nlist)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def __repr__(self) -> str:
+        kind = "IVF-Flat" if self.pq is None else f"IVF-PQ{self.pq}"
+        return (f"ApproximateIndex({len(self)} x {self.dim}, {kind}, nlist={self.nlist}, "
+                f"nprobe={self.nprobe}, {self.nbytes / 2**20:.1f} MB)")
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the stored codes and ids plus the cell centroids, in bytes."""
+        per_row = 4 * self.dim if self.pq is None else self.pq
+        return len(self) * (per_row + 8) + 4 * self.dim * self.nlist
+
+    def search(self, queries: torch.Tensor | np.ndarray, k: int = 5) -> SearchResult:
+        """The ``k`` best stored embeddings of each query among its ``nprobe`` cells, best first.
+
+        Same arguments and result as :meth:`EmbeddingIndex.search`: ``(Q, min(k, len(index)))``
+        scores and indices (every column filled: a query whose cells hold fewer than ``k``
+        vectors is searched again over every cell). Ties may come in either order.
+        """
+        k = whole_number(k, "k")
+        q = as_float_tensor(queries, "queries")
+        if q.ndim == 1:
+            q = q[None]
+        if q.ndim != 2:
+            raise ValueError(f"queries must be one (D,) vector or a (Q, D) matrix, got shape "
+                             f"{tuple(q.shape)}")
+        if q.shape[1] != self.dim:
+            raise ValueError(f"queries are {q.shape[1]}-d but the index holds {self.dim}-d "
+                             "embeddings (were they made by the same model?)")
+        if len(q) == 0:
+            raise ValueError("no queries given")
+        check_rows(q, "queries")
+        k = min(k, len(self))
+        qn = np.ascontiguousarray(unit_rows(q).numpy(), dtype=np.float32)
+        scores, indices = self._index.search(qn, k)
+        short = np.flatnonzero((indices < 0).any(axis=1))
+        if len(short):  # too few vectors in the visited cells: visit them all for those queries
+            nprobe = self.nprobe
+            self._index.nprobe = self.nlist
+            try:
+                scores[short], indices[short] = self._index.search(qn[short], k)
+            finally:
+                self._index.nprobe = nprobe
+        items = None
+        if self.items is not None:
+            items = [[self.items[j] for j in row] for row in indices.tolist()]
+        return SearchResult(scores=torch.from_numpy(scores), indices=torch.from_numpy(indices),
+                            items=items)
+
+    def recall_against(self, exact: EmbeddingIndex, queries: torch.Tensor | np.ndarray,
+                       k: int = 10) -> float:
+        """Recall@k against exact search: the share of the true top ``k`` that this index returns."""
+        truth = exact.search(queries, k).indices
+        got = self.search(queries, k).indices
+        hits = sum(len(set(a) & set(b)) for a, b in zip(truth.tolist(), got.tolist()))
+        return hits / truth.numel()
+
+    def search_text(self, clip: CLIP, texts: str | Sequence[str], k: int = 5) -> SearchResult:
+        """Search with text queries (encoded with ``clip``), e.g. text->image retrieval."""
+        from course.embeddings import encode_texts
+
+        return self.search(encode_texts(clip, texts), k)
+
+    def search_image(self, clip: CLIP, images: Any, k: int = 5) -> SearchResult:
+        """Search with image queries (encoded with ``clip``), e.g. image->image retrieval."""
+        from course.embeddings import encode_images
+
+        return self.search(encode_images(clip, images), k)

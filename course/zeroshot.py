@@ -25,7 +25,7 @@ from course.inputs import (
     unit_rows,
     whole_number,
 )
-from course.metrics import mean_per_class_recall, top_k_accuracy
+from course.metrics import CONFIDENCE, Estimate, mean_per_class_recall, top_k_accuracy
 from course.models import CLIP
 from course.ranking import top_k
 
@@ -132,10 +132,24 @@ class ZeroShotClassifier:
         names = [[self.classnames[j] for j in row] for row in indices.tolist()]
         return TopK(probs=probs, indices=indices, classnames=names)
 
+    def accuracy(self, images: Any, labels: Sequence[str] | Sequence[int] | Any, *,
+                 confidence: float = CONFIDENCE) -> Estimate:
+        """Top-1 accuracy on labelled images: the course's one home of zero-shot accuracy.
+
+        Args:
+            images: images or precomputed image embeddings.
+            labels: the true class of each image, as class names or indices; a label that is
+                not one of the classnames is an error, not a silent miss.
+            confidence: the level of the returned Wilson interval.
+        """
+        logits, targets = self._scored(images, labels)
+        return top_k_accuracy(logits, targets, 1, confidence=confidence)
+
     def evaluate(self, images: Any, labels: Sequence[str] | Sequence[int] | Any) -> dict[str, float]:
         """Top-1 and top-5 accuracy and mean per-class recall (balanced accuracy) on labelled images.
 
-        Top-1 and top-5 are :class:`course.metrics.Estimate` (floats that carry a 95% interval).
+        Top-1 and top-5 are :class:`course.metrics.Estimate` (floats that carry a 95% interval);
+        top-1 equals :meth:`accuracy`.
 
         Args:
             images: images or precomputed image embeddings.
@@ -146,16 +160,21 @@ class ZeroShotClassifier:
             ``{"top1", "top5", "mean_per_class_recall", "n"}``; recall is averaged over the
             classes that occur in ``labels``.
         """
-        targets = self.label_indices(labels)
-        logits = self.logits(images)
-        if len(logits) != len(targets):
-            raise ValueError(f"got {len(logits)} images but {len(targets)} labels")
+        logits, targets = self._scored(images, labels)
         return {
             "top1": top_k_accuracy(logits, targets, 1),
             "top5": top_k_accuracy(logits, targets, 5),
             "mean_per_class_recall": mean_per_class_recall(logits.argmax(dim=-1), targets),
             "n": len(targets),
         }
+
+    def _scored(self, images: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        # labels are checked before the (slow) encoding, so a typo fails at once
+        targets = self.label_indices(labels)
+        logits = self.logits(images)
+        if len(logits) != len(targets):
+            raise ValueError(f"got {len(logits)} images but {len(targets)} labels")
+        return logits, targets
 
     def label_indices(self, labels: Sequence[str] | Sequence[int] | Any) -> torch.Tensor:
         """Class indices of ``labels`` given as class names or indices; unknown ones raise."""

@@ -153,3 +153,74 @@ def test_bad_inputs_give_clear_errors():
         clip_loss(img, txt, 0.07, logit_scale=10.0)
     with pytest.raises(ValueError, match="scalar"):
         clip_loss(img, txt, torch.tensor([0.1, 0.2]))
+
+
+# --- SigLIP ------------------------------------------------------------------------------------
+
+def _siglip_algorithm_1(img: np.ndarray, txt: np.ndarray, t_prime: float, b: float) -> float:
+    """Algorithm 1 of Zhai et al. 2023 (SigLIP), in numpy as the paper writes it."""
+    t = np.exp(t_prime)
+    zimg = img / np.linalg.norm(img, axis=1, keepdims=True)
+    ztxt = txt / np.linalg.norm(txt, axis=1, keepdims=True)
+    logits = zimg @ ztxt.T * t + b
+    n = len(img)
+    labels = 2 * np.eye(n) - np.ones(n)  # -1 with diagonal 1
+    log_sigmoid = -np.logaddexp(0.0, -labels * logits)
+    return float(-np.sum(log_sigmoid) / n)
+
+
+@pytest.mark.parametrize(("scale", "bias"), [(10.0, -10.0), (1.0, 0.0), (30.0, -3.0), (0.5, 2.0)])
+def test_siglip_loss_equals_algorithm_1_and_a_loop(scale: float, bias: float) -> None:
+    from course.losses import siglip_loss, siglip_loss_loop
+    img, txt = _pairs(n=7, d=12, seed=3)
+    got = siglip_loss(img, txt, logit_scale=scale, logit_bias=bias)
+    ref = _siglip_algorithm_1(img.double().numpy(), txt.double().numpy(), math.log(scale), bias)
+    assert got.item() == pytest.approx(ref, rel=1e-5)
+    loop = siglip_loss_loop(img.double(), txt.double(), logit_scale=scale, logit_bias=bias)
+    assert loop.item() == pytest.approx(ref, rel=1e-9)
+
+
+def test_siglip_loss_normalises_inside_and_learns_scale_and_bias() -> None:
+    from course.losses import siglip_loss
+    img, txt = _pairs(n=5, d=8, seed=1)
+    a = siglip_loss(img, txt, logit_scale=10.0, logit_bias=-10.0)
+    b = siglip_loss(3 * img, 0.2 * txt, logit_scale=10.0, logit_bias=-10.0)
+    assert a.item() == pytest.approx(b.item(), rel=1e-6)
+    t_prime = torch.tensor(math.log(10.0), requires_grad=True)
+    bias = torch.tensor(-10.0, requires_grad=True)
+    siglip_loss(img, txt, logit_scale=t_prime.exp(), logit_bias=bias).backward()
+    assert t_prime.grad is not None and bias.grad is not None
+    # at b = -10 nearly every sigmoid says "no": the loss pushes the bias up, toward the positives
+    assert bias.grad.item() < 0
+
+
+def test_siglip_loss_is_not_a_softmax_loss() -> None:
+    """The loss is a sum of independent per-pair binary terms, not a softmax over the batch."""
+    from course.losses import siglip_loss
+    img, _ = _pairs(n=4, d=8, seed=2)
+    perfect = siglip_loss(img, img, logit_scale=50.0, logit_bias=-20.0)
+    # matched pairs with cos 1 give sigmoid(30) ~ 1; the off-diagonal terms decide the rest
+    off = F.normalize(img, dim=-1) @ F.normalize(img, dim=-1).T * 50.0 - 20.0
+    mask = ~torch.eye(4, dtype=torch.bool)
+    expected = (F.softplus(off[mask]).sum() + F.softplus(-off.diagonal()).sum()) / 4
+    assert perfect.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"logit_scale": 0.0, "logit_bias": 0.0}, ValueError, "logit_scale"),
+    ({"logit_scale": -1.0, "logit_bias": 0.0}, ValueError, "logit_scale"),
+    ({"logit_scale": 1.0, "logit_bias": float("nan")}, ValueError, "logit_bias"),
+    ({"logit_scale": 1.0, "logit_bias": "0"}, TypeError, "logit_bias"),
+])
+def test_siglip_loss_rejects_bad_scale_and_bias(kwargs, error, match) -> None:
+    from course.losses import siglip_loss
+    img, txt = _pairs(n=3, d=4)
+    with pytest.raises(error, match=match):
+        siglip_loss(img, txt, **kwargs)
+
+
+def test_siglip_loss_needs_matching_pairs() -> None:
+    from course.losses import siglip_loss
+    img, txt = _pairs(n=3, d=4)
+    with pytest.raises(ValueError, match="matching pairs"):
+        siglip_loss(img, txt[:2], logit_scale=10.0, logit_bias=-10.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 
 import numpy as np
@@ -265,7 +266,49 @@ def test_zero_shot_accuracy_equals_predictions_and_checks_labels(pocket):
     got = metrics.zero_shot_accuracy(classifier, embeds, labels)
     assert got == accuracy(classifier.predict(embeds), labels) and got.n == 60
     assert got == metrics.zero_shot_accuracy(classifier, embeds, classifier.label_indices(labels))
+    # one home: the metrics name, the method and evaluate's top-1 are the same computation
+    assert got == classifier.accuracy(embeds, labels) == classifier.evaluate(embeds, labels)["top1"]
+    assert classifier.accuracy(embeds, labels, confidence=0.5).high < got.high
     with pytest.raises(ValueError, match="not one of the classnames"):
         metrics.zero_shot_accuracy(classifier, embeds, ["red circel"] * 60)
     with pytest.raises(ValueError, match="60 images but 2 labels"):
         metrics.zero_shot_accuracy(classifier, embeds, labels[:2])
+
+
+# --- modality gap (Liang et al. 2022) ---------------------------------------------------------
+
+def test_modality_gap_equals_the_papers_definition() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.normal(size=(40, 16)) + 2.0 * np.eye(16)[0]
+    txt = rng.normal(size=(25, 16)) - 1.5 * np.eye(16)[1]
+    centre_i = (img / np.linalg.norm(img, axis=1, keepdims=True)).mean(axis=0)
+    centre_t = (txt / np.linalg.norm(txt, axis=1, keepdims=True)).mean(axis=0)
+    expected = float(np.linalg.norm(centre_i - centre_t))
+    assert metrics.modality_gap(img, txt) == pytest.approx(expected, rel=1e-12)
+    assert metrics.modality_gap(torch.tensor(img, dtype=torch.float32),
+                                torch.tensor(txt, dtype=torch.float32)) == pytest.approx(expected, rel=1e-5)
+    vec = metrics.modality_gap_vector(img, txt)
+    assert np.allclose(vec.numpy(), centre_i - centre_t)
+
+
+def test_modality_gap_hand_built_cases() -> None:
+    e = np.eye(3)
+    assert metrics.modality_gap(e[[0, 0]], 5 * e[[1, 1, 1]]) == pytest.approx(math.sqrt(2))
+    assert metrics.modality_gap(e[[0]], -e[[0]]) == pytest.approx(2.0)
+    assert metrics.modality_gap(e, 3 * e) == pytest.approx(0.0, abs=1e-12)
+    # scale does not matter (rows are normalised), a shared rotation does not either
+    rng = np.random.default_rng(1)
+    img, txt = rng.normal(size=(10, 3)) + 1, rng.normal(size=(12, 3)) - 1
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    assert metrics.modality_gap(img @ q, 7 * txt @ q) == pytest.approx(metrics.modality_gap(img, txt))
+
+
+@pytest.mark.parametrize(("img", "txt", "error", "match"), [
+    (np.ones((3, 4)), np.ones((3, 5)), ValueError, "sizes differ"),
+    (np.ones(4), np.ones((3, 4)), ValueError, "image_embeds must be a non-empty 2-D"),
+    (np.ones((3, 4)), np.zeros((2, 4)), ValueError, "all-zero rows"),
+    (np.ones((3, 4)), np.array([[1.0, np.nan, 0, 0]]), ValueError, "NaN"),
+])
+def test_modality_gap_rejects_bad_input(img, txt, error, match) -> None:
+    with pytest.raises(error, match=match):
+        metrics.modality_gap(img, txt)

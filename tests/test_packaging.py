@@ -275,3 +275,39 @@ def test_every_name_in_the_readme_package_table_exists():
                 obj = getattr(obj, part)
             checked += 1
     assert checked >= 30
+
+
+def test_course_modules_import_each_other_without_cycles() -> None:
+    """Module-level imports (TYPE_CHECKING blocks included) form no cycle, e.g. metrics <-> zeroshot."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "course"
+    modules = {}
+    for f in root.rglob("*.py"):
+        parts = f.relative_to(root.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    graph: dict[str, set[str]] = {}
+    for name, f in modules.items():
+        deps = set()
+        for node in ast.parse(f.read_text(encoding="utf-8")).body:
+            for n in node.body if isinstance(node, ast.If) else [node]:
+                if isinstance(n, ast.ImportFrom) and n.module:
+                    deps.add(n.module)
+                elif isinstance(n, ast.Import):
+                    deps.update(a.name for a in n.names)
+        graph[name] = {d for d in deps if d in modules and d != name}
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dep in sorted(graph[name]):
+            if state.get(dep) == 1:
+                cycle = path[path.index(dep):] + [dep]
+                raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])

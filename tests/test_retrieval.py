@@ -559,3 +559,103 @@ def test_save_into_a_read_only_folder_says_so(tmp_path):
             EmbeddingIndex(_random(2)).save(folder)
     finally:
         folder.chmod(0o700)
+
+
+# --- ApproximateIndex (FAISS IVF) ---------------------------------------------------------------
+
+def _clustered(n: int, d: int = 64, clusters: int = 100, spread: float = 1.0,
+               seed: int = 0) -> np.ndarray:
+    """Points around random centres on the sphere, like embeddings of a dataset's many topics."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, d))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    x = centres[rng.integers(clusters, size=n)] + spread * rng.normal(size=(n, d)) / np.sqrt(d)
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize(("clusters", "spread"), [(50, 1.5), (300, 1.0), (1000, 0.7)])
+def test_approximate_index_defaults_reach_recall_095_on_clustered_data(clusters, spread):
+    from course.retrieval import ApproximateIndex
+
+    x = _clustered(20_300, clusters=clusters, spread=spread, seed=clusters)
+    data, queries = x[:20_000], x[20_000:]
+    index, exact = ApproximateIndex(data), EmbeddingIndex(data)
+    assert index.nprobe < index.nlist  # really approximate: it skips most cells
+    truth = exact.search(queries, 10).indices
+    got = index.search(queries, 10).indices
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth.tolist(), got.tolist())])
+    assert overlap >= 0.95
+    assert index.recall_against(exact, queries, 10) == pytest.approx(overlap)
+    index.nprobe = 1
+    assert index.recall_against(exact, queries, 10) < overlap  # the dial does something
+
+
+def test_approximate_index_returns_what_exact_search_returns():
+    from course.retrieval import ApproximateIndex
+
+    x = _clustered(3000, d=32, clusters=20, seed=4)
+    items = [f"item {i}" for i in range(2900)]
+    index = ApproximateIndex(x[:2900] * 3.0, items, nlist=16, nprobe=16)  # every cell: exact
+    exact = EmbeddingIndex(x[:2900], items)
+    got, want = index.search(torch.from_numpy(x[2900:]), k=7), exact.search(x[2900:], k=7)
+    assert got.scores.shape == got.indices.shape == (100, 7)
+    assert got.scores.dtype == torch.float32 and got.indices.dtype == torch.int64
+    assert torch.allclose(got.scores, want.scores, atol=1e-5)  # cosines, rows normalised inside
+    assert (got.indices == want.indices).float().mean() > 0.99  # only exact ties may swap
+    assert got.items == [[items[j] for j in row] for row in got.indices.tolist()]
+    one = index.search(x[2950], k=3)  # a single (D,) query is a batch of one
+    assert one.indices.shape == (1, 3)
+    assert index.search(x[:2], k=10_000).indices.shape == (2, 2900)  # k above N: all rows
+
+
+def test_approximate_index_fills_every_column_when_the_probed_cells_are_small():
+    from course.retrieval import ApproximateIndex
+
+    x = _clustered(2000, d=16, clusters=40, spread=0.3, seed=5)
+    index = ApproximateIndex(x, nlist=40, nprobe=1)
+    got = index.search(x[:20], k=200)  # one cell holds ~50 rows: the rest come from a full search
+    assert (got.indices >= 0).all() and index.nprobe == 1
+    assert all(len(set(row)) == 200 for row in got.indices.tolist())
+    assert torch.all(got.scores[:, :-1] >= got.scores[:, 1:] - 1e-6)  # best first
+
+
+@pytest.mark.slow  # PQ trains 256 codes per sub-vector: seconds, more on a loaded machine
+def test_approximate_index_with_product_quantization():
+    from course.retrieval import ApproximateIndex
+
+    x = _clustered(5200, d=32, clusters=30, seed=6)
+    flat = ApproximateIndex(x[:5000], nlist=32, nprobe=32)
+    pq = ApproximateIndex(x[:5000], nlist=32, nprobe=32, pq=8)
+    assert pq.nbytes < flat.nbytes / 4 and "IVF-PQ8" in repr(pq)
+    exact = EmbeddingIndex(x[:5000])
+    r_flat, r_pq = flat.recall_against(exact, x[5000:]), pq.recall_against(exact, x[5000:])
+    assert r_flat > 0.99 and 0.3 < r_pq < r_flat  # compressed codes lose some neighbours
+    assert pq.search(x[5000:], 5).scores.shape == (200, 5)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"nlist": 0}, ValueError, "nlist"),
+    ({"nlist": 5000}, ValueError, "nlist=5000"),
+    ({"pq": 5}, ValueError, "divide"),
+    ({"nprobe": 1.5}, TypeError, "nprobe"),
+])
+def test_approximate_index_rejects_bad_settings(kwargs, error, match):
+    from course.retrieval import ApproximateIndex
+
+    with pytest.raises(error, match=match):
+        ApproximateIndex(_clustered(1000, d=16), **kwargs)
+
+
+def test_approximate_index_rejects_bad_embeddings_and_queries():
+    from course.retrieval import ApproximateIndex
+
+    x = _clustered(500, d=16)
+    bad = x.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match="3"):
+        ApproximateIndex(bad)
+    index = ApproximateIndex(x)
+    with pytest.raises(ValueError, match="16-d"):
+        index.search(np.ones((2, 8), dtype=np.float32))
+    with pytest.raises(ValueError, match="queries"):
+        index.search(np.zeros((2, 16), dtype=np.float32))

@@ -30,11 +30,10 @@ def zero_shot_accuracy(
     template: str = EVAL_TEMPLATE,
 ) -> Estimate:
     """Top-1 accuracy of one-template zero-shot classification with the course's classifier."""
-    from course import metrics
     from course.zeroshot import ZeroShotClassifier
 
     classifier = ZeroShotClassifier(clip, classnames, templates=[template], batch_size=256)
-    return metrics.zero_shot_accuracy(classifier, list(images), targets)
+    return classifier.accuracy(list(images), targets)
 
 
 def evaluate_zero_shot(
