@@ -22,6 +22,7 @@ from course.exercises import FunctionExercise, Outcome, exercises_in
 from course.exercises.keys import nb03 as key03
 from course.exercises.keys import nb04 as key04
 from course.exercises.keys import nb06 as key06
+from course.exercises.keys import nb07 as key07
 from course.instructor import solve
 from course.teach.kernelenv import kernel_env
 from course.teach.markup import cell_markup, markup_problems
@@ -51,6 +52,25 @@ def _unnormalised_probe(x, y, t):
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(C=10.0, max_iter=2000).fit(np.asarray(x), y).predict(np.asarray(t))
+
+
+def _unit(x):
+    x = np.asarray(x, dtype=float)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _nearest_centroid(x, y, t):
+    y = np.asarray(y)
+    classes = np.unique(y)
+    means = _unit(np.stack([_unit(x)[y == c].mean(axis=0) for c in classes]))
+    return classes[(_unit(t) @ means.T).argmax(axis=1)]
+
+
+def _probe(x, y, t, C=10.0, normalise_test=True):
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=C, max_iter=2000).fit(_unit(x), np.asarray(y))
+    return model.predict(_unit(t) if normalise_test else np.asarray(t, dtype=float))
 
 
 # Plausible mistakes per exercise, and words the feedback must contain (naming the mistake).
@@ -92,6 +112,10 @@ WRONG = [
     ("nb05.q4", "A", "not A"),
     ("nb06.q1", lambda x, y, t: np.array([next(iter(y))] * len(t)), "normalise the embeddings"),
     ("nb06.q1", _unnormalised_probe, "normalise the embeddings"),
+    ("nb06.q1", lambda x, y, t: np.asarray(y)[(_unit(t) @ _unit(x).T).argmax(1)], "nearest-neighbour"),
+    ("nb06.q1", _nearest_centroid, "class-mean"),
+    ("nb06.q1", lambda x, y, t: _probe(x, y, t, C=0.001), "a tiny C"),
+    ("nb06.q1", lambda x, y, t: _probe(x, y, t, normalise_test=False), "train and test"),
     ("nb06.q2", lambda ks, acc, zs: ks[int(np.argmax(acc))], "*first* (smallest) k"),
     ("nb06.q2", key06._first_strictly_better, "use >=, not >"),  # named, not "returned None"
     ("nb06.q3", lambda train, val: int(np.argmin(train)), "validation loss says when to stop"),
@@ -101,6 +125,8 @@ WRONG = [
     ("nb07.q2", lambda s, labels, t: np.array([labels[0]] * len(t)), "zero-shot gets"),
     ("nb07.q3", lambda alphas, source, target, m: alphas[int(np.argmax(target))],
      "only alphas that keep the source accuracy"),
+    ("nb07.q3", key07._largest_keeping, "largest alpha that keeps"),
+    ("nb07.q3", key07._smallest_when_none_keeps, "best *source*"),
 ]
 
 
