@@ -54,6 +54,15 @@ def _unnormalised_probe(x, y, t):
     return LogisticRegression(C=10.0, max_iter=2000).fit(np.asarray(x), y).predict(np.asarray(t))
 
 
+def _hits(p, t, k):
+    return (np.argsort(-np.asarray(p), axis=1)[:, :k] == np.asarray(t)[:, None]).any(axis=1)
+
+
+def _recall(s, p, k):
+    return float(np.mean([bool(set(np.argsort(-np.asarray(r))[:k].tolist()) & set(q))
+                          for r, q in zip(s, p)]))
+
+
 def _unit(x):
     x = np.asarray(x, dtype=float)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -100,13 +109,23 @@ WRONG = [
     ("nb04.q1", _probs(normalise=False), "not normalised"),
     ("nb04.q1", _probs(axis=0), "softmax runs over the images"),
     ("nb04.q1", _probs(divide=True), "divide by the logit scale"),
+    ("nb04.q1", key04._probs_variant(scale=False), "multiply them by `logit_scale`"),
     ("nb04.q2", "a photo of a red circle", "exactly one '{}'"),
     ("nb04.q2", "{}", "the baseline itself"),
     ("nb04.q3", lambda p, t, k: float((np.argsort(np.asarray(p), axis=1)[:, :k]
                                        == np.asarray(t)[:, None]).any(axis=1).mean()), "*least*"),
+    ("nb04.q3", lambda p, t, k: 100 * float(_hits(p, t, k).mean()), "a percentage"),
+    ("nb04.q3", lambda p, t, k: int(_hits(p, t, k).sum()), "you count the hits"),
+    ("nb04.q3", lambda p, t, k: float(_hits(p, t, k + 1).mean()), "k + 1"),
+    ("nb04.q3", lambda p, t, k: float(_hits(p, t, max(k - 1, 0)).mean()), "k - 1"),
     ("nb05.q1", lambda q, x, k: np.argsort(-(np.asarray(q) @ np.asarray(x).T), axis=1)[:, :k],
      "raw dot products"),
     ("nb05.q2", _first_positive_only, "first positive"),
+    ("nb05.q2", lambda s, p, k: float(np.mean([len(set(np.argsort(-np.asarray(r))[:k]) & set(q))
+                                               / len(q) for r, q in zip(s, p)])), "*at least one*"),
+    ("nb05.q2", lambda s, p, k: 100 * _recall(s, p, k), "a percentage"),
+    ("nb05.q2", lambda s, p, k: _recall(s, p, k) * len(p), "count the queries"),
+    ("nb05.q2", lambda s, p, k: _recall(s, p, k + 1), "k + 1"),
     ("nb05.q3", "a red circle", "add a negation or a relation"),
     ("nb05.q3", "a blue circle that is not red", "that query does not fail"),  # it works
     ("nb05.q4", "A", "not A"),
