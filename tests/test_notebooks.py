@@ -395,3 +395,35 @@ def test_solved_notebook_passes_every_check(module, solved_dir, tmp_path):
     assert "using the course's reference" not in printed  # every use() took the learner's answer
     recorded = json.loads(progress.read_text())["exercises"]
     assert all(recorded[i]["solved"] for i in ids)
+
+
+def test_figures_that_answer_an_exercise_come_after_a_solve_it_first_break():
+    """A value exercise's answer (as the notebook would print it) appears in the source only
+    after the '✋ Solve exercise' break that follows its check, never between stub and break."""
+    from course.exercises import get_exercise
+
+    for module, notebook in NOTEBOOKS.items():
+        source = notebook.with_suffix(".py").read_text(encoding="utf-8")
+        for exercise in exercises_in(module):
+            if isinstance(exercise, FunctionExercise):
+                continue
+            expected = get_exercise(exercise.id).key.expected
+            numbers = [x for x in (expected if isinstance(expected, tuple) else (expected,))
+                       if isinstance(x, float)]
+            if not numbers:
+                continue
+            stub = source.index(f'"exercise": "{exercise.id}", "role": "stub"')
+            number = exercise.id.rsplit("q", 1)[1]
+            brk = source.find(f"Solve exercise {number} before you read on", stub)
+            assert brk > 0, f"{exercise.id}: no 'solve it first' break after its check"
+            between = source[stub:brk]
+            for x in numbers:
+                for shown in {f"{x:.2f}", f"{x:.3f}"}:
+                    assert shown not in between, (exercise.id, shown)
+
+
+def test_last_hints_lead_instead_of_handing_over():
+    from course.exercises import nb03, nb07
+
+    assert not any("-1 / log" in hint for hint in nb03.q3.hints)  # the formula solved for t
+    assert not any("LinearProbe()" in hint or ".fit(" in hint for hint in nb07.q2.hints)
