@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -166,3 +167,31 @@ def test_evaluate_folder_needs_class_names_from_predict(pocket, tmp_path):
     _class_folders(tmp_path, ["circle", "square"])
     with pytest.raises(TypeError, match="predict returned int values.*return class names"):
         adaptation.evaluate_folder(lambda embeds: [0] * len(embeds), pocket, tmp_path)
+
+
+def test_tip_adapter_refuses_nan_wrong_dimension_and_takes_numpy(pocket, zs):
+    embeds, labels = adaptation.shape_task(pocket, 8, seed=4)
+    labels = list(labels)
+    broken = embeds.clone()
+    broken[2, 0] = float("nan")  # the old code predicted class 0 for every image
+    with pytest.raises(ValueError, match=r"support_embeds.*\b2\b"):
+        adaptation.TipAdapter.from_support(zs, broken, labels)
+    with pytest.raises(ValueError, match="support_embeds must be a 2-D matrix of shape"):
+        adaptation.TipAdapter.from_support(zs, embeds[:, :-1], labels)  # torch's "mat1 and mat2"
+    from_numpy = adaptation.TipAdapter.from_support(zs, embeds.numpy(), labels)  # AttributeError
+    from_torch = adaptation.TipAdapter.from_support(zs, embeds, labels)
+    assert from_numpy.predict(embeds.numpy()) == from_torch.predict(embeds)
+    with pytest.raises(ValueError, match="image_embeds must be a 2-D matrix"):
+        from_torch.predict(embeds[:, :-1])
+    with pytest.raises(TypeError, match="alpha must be a number"):
+        adaptation.TipAdapter.from_support(zs, embeds, labels, alpha="2")
+    with pytest.raises(ValueError, match="betas must be a finite number"):
+        from_torch.tune(embeds, labels, betas=[float("nan")])
+
+
+def test_wise_ft_alpha_must_be_a_number(pocket):
+    with pytest.raises(TypeError, match="alpha must be a number in \\[0, 1\\], got str '0.5'"):
+        adaptation.wise_ft(pocket, pocket, "0.5")
+    with pytest.raises(ValueError, match="alpha must be in"):
+        adaptation.wise_ft(pocket, pocket, float("nan"))
+    assert adaptation.wise_ft(pocket, pocket, np.float32(0.5)).name == "WiSE-FT(alpha=0.5)"
