@@ -10,6 +10,8 @@ among equal scores the lower index first.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +172,7 @@ class EmbeddingIndex:
         meta = {"format": _FORMAT_VERSION, "dim": self.dim, "dtype": str(self.dtype),
                 "count": len(self), "items": self.items}
         text = _to_json(meta, self.items)  # fails before anything is written
+        _check_writable(folder)
         folder.mkdir(parents=True, exist_ok=True)
         save_file({"embeddings": self.embeddings.contiguous()}, str(folder / _EMBEDS_FILE))
         (folder / _META_FILE).write_text(text, encoding="utf-8")
@@ -210,6 +213,20 @@ class EmbeddingIndex:
         index.dtype, index.dim = embeds.dtype, embeds.shape[1]
         index.embeddings, index.items = embeds, items
         return index
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse, in one line, a folder that cannot be created or written (no safetensors error
+    from inside the write, no half-saved index)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise PermissionError(f"cannot save the index in {folder}: "
+                              f"{error.strerror or type(error).__name__} (choose a folder you "
+                              "can write to)") from None
 
 
 def _read_meta(path: Path) -> tuple[int, int | None, list[Any] | None]:
