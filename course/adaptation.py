@@ -115,6 +115,11 @@ def _check_folder_classes(predict: Callable[..., Any], classes: list[str],
                          "with these class names")
 
 
+#: Tip-Adapter's tuning grid (see :meth:`TipAdapter.tune` for why it reaches this far).
+TIP_ALPHAS = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+TIP_BETAS = (1, 2, 4, 5.5, 8, 12, 25, 50, 100, 200, 400)
+
+
 @dataclass
 class TipAdapter:
     """Tip-Adapter: zero-shot logits plus a cache model built from few-shot image features.
@@ -161,13 +166,19 @@ class TipAdapter:
         return [self.zeroshot.classnames[k] for k in self.logits(image_embeds).argmax(-1).tolist()]
 
     def tune(self, val_embeds: torch.Tensor, val_labels: Sequence[str],
-             alphas: Sequence[float] = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
-             betas: Sequence[float] = (1, 2, 4, 5.5, 8, 12, 25, 50)) -> TipAdapter:
+             alphas: Sequence[float] = TIP_ALPHAS,
+             betas: Sequence[float] = TIP_BETAS) -> TipAdapter:
         """Choose ``alpha`` and ``beta`` by accuracy on a validation set (in place; returns self).
 
         The grid reaches further than the paper's because a small model's embeddings of a
         shifted domain sit close together (pocket's scan images: mean cosine 0.79), so the
-        cache needs a sharper kernel (larger ``beta``) and more weight to be heard.
+        cache needs a sharper kernel (larger ``beta``) and more weight to be heard. It was
+        widened until notebook 07's choices sat inside it (they reached alpha 512, beta 100 of
+        1024 and 400); its low corner is alpha -> 0, the zero-shot classifier, which a split
+        whose validation scans all tie falls back to (ties go to the first, smallest, setting).
+        Its top alpha is not a limit worth pushing: there the cache already outvotes the
+        zero-shot logits, and a larger alpha only moves towards the cache model alone (on
+        pocket's sketch domain the choice does reach it; beta stays inside).
         """
         alphas = [_weight(a, "alphas") for a in alphas]
         betas = [_weight(b, "betas") for b in betas]
