@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from course.data import shapes
 from course.embeddings import encode_images
+from course.inputs import embedding_matrix, unit_rows
 from course.metrics import Estimate, accuracy, per_class_recall  # accuracy: public here too
 from course.models import CLIP
 from course.zeroshot import ZeroShotClassifier
@@ -114,6 +115,11 @@ def _check_folder_classes(predict: Callable[..., Any], classes: list[str],
                          "with these class names")
 
 
+#: Tip-Adapter's tuning grid (see :meth:`TipAdapter.tune` for why it reaches this far).
+TIP_ALPHAS = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+TIP_BETAS = (1, 2, 4, 5.5, 8, 12, 25, 50, 100, 200, 400)
+
+
 @dataclass
 class TipAdapter:
     """Tip-Adapter: zero-shot logits plus a cache model built from few-shot image features.
@@ -132,16 +138,25 @@ class TipAdapter:
     @classmethod
     def from_support(cls, zeroshot: ZeroShotClassifier, support_embeds: torch.Tensor,
                      support_labels: Sequence[str], alpha: float = 1.0, beta: float = 5.5) -> TipAdapter:
-        """Build the cache from labelled support embeddings (labels are class names)."""
+        """Build the cache from labelled support embeddings (labels are class names).
+
+        Raises:
+            ValueError: the embeddings are not a finite ``(N, D)`` matrix with ``D`` the
+                classifier's dimension and no all-zero row, or their count differs from the
+                labels'.
+        """
+        dim = zeroshot.class_embeds.shape[1]
+        support = embedding_matrix(support_embeds, "support_embeds", dim=dim)  # numpy too
         targets = zeroshot.label_indices(list(support_labels))
-        if len(targets) != len(support_embeds):
-            raise ValueError(f"got {len(support_embeds)} support embeddings but {len(targets)} labels")
+        if len(targets) != len(support):
+            raise ValueError(f"got {len(support)} support embeddings but {len(targets)} labels")
         values = F.one_hot(targets, len(zeroshot.classnames)).float()
-        return cls(zeroshot, F.normalize(support_embeds.float(), dim=-1), values, alpha, beta)
+        return cls(zeroshot, unit_rows(support), values, _weight(alpha, "alpha"),
+                   _weight(beta, "beta"))
 
     def logits(self, image_embeds: torch.Tensor) -> torch.Tensor:
-        """Blended logits ``(N, C)`` for normalised image embeddings."""
-        f = F.normalize(image_embeds.float(), dim=-1)
+        """Blended logits ``(N, C)`` for image embeddings (a tensor or a 2-D array)."""
+        f = unit_rows(embedding_matrix(image_embeds, "image_embeds", dim=self.keys.shape[1]))
         cache = torch.exp(-self.beta * (1 - f @ self.keys.T)) @ self.values
         # the zero-shot logits carry the model's logit scale; the cache is scaled to match
         return self.zeroshot.logits(f) + self.alpha * self.zeroshot.logit_scale / 100 * cache
@@ -151,14 +166,24 @@ class TipAdapter:
         return [self.zeroshot.classnames[k] for k in self.logits(image_embeds).argmax(-1).tolist()]
 
     def tune(self, val_embeds: torch.Tensor, val_labels: Sequence[str],
-             alphas: Sequence[float] = (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
-             betas: Sequence[float] = (1, 2, 4, 5.5, 8, 12, 25, 50)) -> TipAdapter:
+             alphas: Sequence[float] = TIP_ALPHAS,
+             betas: Sequence[float] = TIP_BETAS) -> TipAdapter:
         """Choose ``alpha`` and ``beta`` by accuracy on a validation set (in place; returns self).
 
         The grid reaches further than the paper's because a small model's embeddings of a
         shifted domain sit close together (pocket's scan images: mean cosine 0.79), so the
-        cache needs a sharper kernel (larger ``beta``) and more weight to be heard.
+        cache needs a sharper kernel (larger ``beta``) and more weight to be heard. It was
+        widened until notebook 07's choices sat inside it (they reached alpha 512, beta 100 of
+        1024 and 400); its low corner is alpha -> 0, the zero-shot classifier, which a split
+        whose validation scans all tie falls back to (ties go to the first, smallest, setting).
+        Its top alpha is not a limit worth pushing: there the cache already outvotes the
+        zero-shot logits, and a larger alpha only moves towards the cache model alone (on
+        pocket's sketch domain the choice does reach it; beta stays inside).
         """
+        alphas = [_weight(a, "alphas") for a in alphas]
+        betas = [_weight(b, "betas") for b in betas]
+        if not alphas or not betas:
+            raise ValueError("tune needs at least one alpha and one beta to try")
         best = (-1.0, self.alpha, self.beta)
         for a in alphas:
             for b in betas:
@@ -170,13 +195,25 @@ class TipAdapter:
         return self
 
 
+def _weight(value: Any, name: str) -> float:
+    """``value`` as a finite, non-negative float, or an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)
+
+
 def wise_ft(zeroshot: CLIP, finetuned: CLIP, alpha: float) -> CLIP:
     """WiSE-FT: a new model whose weights are ``(1 - alpha) * zeroshot + alpha * finetuned``.
 
     ``alpha = 0`` is the zero-shot model, ``alpha = 1`` the fine-tuned one; in between usually
     keeps most of the target-domain gain while forgetting less of the source domain.
     """
-    if not 0.0 <= alpha <= 1.0:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)):
+        raise TypeError(f"alpha must be a number in [0, 1], got {type(alpha).__name__} {alpha!r}")
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:  # NaN fails this too
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     theta0, theta1 = zeroshot.model.state_dict(), finetuned.model.state_dict()
     if theta0.keys() != theta1.keys() or any(theta0[k].shape != theta1[k].shape for k in theta0):

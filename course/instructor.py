@@ -73,9 +73,46 @@ def _refuse_nbgrader(nb: Any, name: str) -> None:
             f"`course solve notebooks/{Path(name).name} OUT_DIR`.")
 
 
+#: What nbgrader's ``generate_assignment`` leaves where a solution region was.
+NBGRADER_STUB = "raise NotImplementedError()"
+
+
+def _solve_nbgrader(nb: Any, name: str) -> Any:
+    """An nbgrader notebook (an export's source, or the release students get) with each
+    answer cell solved and every nbgrader cell kept, ready to hand in to ``autograde``."""
+    for index, cell, exercise in stub_cells(nb):
+        where = f"{name} cell {index}"
+        if exercise.kind == "function":  # the def stays intact: solve its body as usual
+            cell.source = replace_answer(cell.source, exercise, solution_body(exercise), where)
+            continue
+        lines = cell.source.splitlines()
+        if BEGIN_SOLUTION in cell.source:  # an export's source: the region holds the answer
+            start = next(i for i, line in enumerate(lines) if BEGIN_SOLUTION in line)
+            end = next(i for i, line in enumerate(lines) if END_SOLUTION in line)
+        else:
+            spots = [i for i, line in enumerate(lines) if line.strip() == NBGRADER_STUB]
+            if not spots:
+                raise MarkupError(f"{where}: no `{NBGRADER_STUB}` line (where nbgrader put the "
+                                  f"answer region) in the cell of {exercise.id}")
+            start = end = spots[0]
+            if start > 0 and lines[start - 1].strip() == "# YOUR CODE HERE":
+                start -= 1
+        indent = lines[end][: len(lines[end]) - len(lines[end].lstrip())]
+        body = [indent + line for line in solution_body(exercise).splitlines()]
+        if BEGIN_SOLUTION in cell.source:
+            body = [f"{indent}{BEGIN_SOLUTION}", *body, f"{indent}{END_SOLUTION}"]
+        cell.source = "\n".join(lines[:start] + body + lines[end + 1:])
+    return clear_outputs(nb)
+
+
 def solve_notebook(nb: Any, name: str = "notebook") -> Any:
-    """Fill every stub's answer region with the package's reference solution (in place)."""
-    _refuse_nbgrader(nb, name)
+    """Fill every stub's answer region with the package's reference solution (in place).
+
+    An nbgrader notebook (an export's source or its release) is solved in its nbgrader form:
+    what comes out is what to hand in to nbgrader.
+    """
+    if nbgrader_cells(nb):
+        return _solve_nbgrader(nb, name)
     for index, cell, exercise in stub_cells(nb):
         cell.source = replace_answer(cell.source, exercise, solution_body(exercise),
                                      f"{name} cell {index}")

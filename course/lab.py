@@ -201,6 +201,14 @@ def write_lab_settings(workspace: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def check_port(port: int | None) -> None:
+    """Refuse a port outside 1..65535 (Jupyter would listen on another one and still print the
+    one asked for)."""
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)
+                             or not 1 <= port <= 65535):
+        raise ValueError(f"--port must be a whole number from 1 to 65535, got {port!r}")
+
+
 def lab_command(
     workspace: str | os.PathLike[str],
     *,
@@ -214,6 +222,7 @@ def lab_command(
     Raises:
         WorkspaceError: ``workspace`` is not a folder.
     """
+    check_port(port)
     root = Path(workspace).expanduser().resolve()
     if not root.is_dir():
         raise WorkspaceError(f"{root} is not a folder")
@@ -247,6 +256,7 @@ def run_lab(
     """Prepare the workspace and start JupyterLab on it; returns its exit code (POSIX: replaces
     this process)."""
     try:
+        check_port(port)  # refused before the workspace is touched
         update = prepare_workspace(workspace)
         command = lab_command(update.workspace, port=port, token=token, no_browser=no_browser)
     except (WorkspaceError, OSError, ValueError) as err:  # ValueError: a damaged course notebook

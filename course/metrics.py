@@ -334,9 +334,26 @@ def _positive_mask(positives: Any, n_queries: int, n_candidates: int) -> torch.T
         raise ValueError(f"positives lists {len(rows)} queries but similarity has {n_queries} rows")
     mask = torch.zeros(n_queries, n_candidates, dtype=torch.bool)
     for q, row in enumerate(rows):
-        idx = [row] if isinstance(row, (int, np.integer)) else list(row)
+        if isinstance(row, (str, bytes)) or not (isinstance(row, (numbers.Integral, Iterable))
+                                                 or _is_index(row)):
+            raise TypeError(f"positives[{q}] must be a list of candidate indices, got "
+                            f"{type(row).__name__} {row!r:.40}")
+        idx = [row] if not isinstance(row, Iterable) or getattr(row, "ndim", 1) == 0 else list(row)
         for j in idx:
+            if not _is_index(j):  # int(0.5) would quietly make it candidate 0
+                raise TypeError(f"positives[{q}] holds {j!r:.40}, not a whole-number index")
             if not 0 <= int(j) < n_candidates:
                 raise ValueError(f"positives[{q}] holds index {j}, outside 0..{n_candidates - 1}")
             mask[q, int(j)] = True
     return mask
+
+
+def _is_index(value: Any) -> bool:
+    """Whether ``value`` is a whole number (an int, a numpy/torch integer, or 3.0), not a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, torch.Tensor):
+        return value.ndim == 0 and _is_index(value.item())
+    if isinstance(value, numbers.Integral):
+        return True
+    return isinstance(value, numbers.Real) and float(value).is_integer()

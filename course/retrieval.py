@@ -190,9 +190,10 @@ class EmbeddingIndex:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{_INDEX_FILE}.", suffix=".tmp")
-        except OSError as err:
-            raise OSError(f"cannot save the index in {folder}: {err.strerror or err} (a "
-                          "read-only folder? choose another)") from None
+        except OSError as err:  # a PermissionError stays one, for callers that catch it
+            kind = PermissionError if isinstance(err, PermissionError) else OSError
+            raise kind(f"cannot save the index in {folder}: {err.strerror or err} (a "
+                       "read-only folder? choose another)") from None
         os.close(handle)
         try:
             save_file(tensors, temp)

@@ -183,6 +183,12 @@ predicted_losses = None  # replace None with your answer
 ex.q2.check(predicted_losses)
 
 # %% [markdown]
+# ---
+# > **✋ Solve exercise 2 before you read on.** The cells below compute both losses and
+# > discuss them: they give the answer away.
+#
+# ---
+#
 # The package agrees (random 512-d embeddings stand in for "all logits equal"):
 
 # %% tags=["nbval-check-output"]
@@ -263,6 +269,13 @@ max_temperature = None  # replace None with your answer
 
 # %% tags=["nbval-check-output"] course={"exercise": "nb03.q3", "role": "check"}
 ex.q3.check(max_temperature)
+
+# %% [markdown]
+# ---
+# > **✋ Solve exercise 3 before you read on.** The next cell prints the largest temperature
+# > and checks the loss there: it gives the answer away.
+#
+# ---
 
 # %% tags=["nbval-check-output"]
 t_max = ex.q3.use(max_temperature)

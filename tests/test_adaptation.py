@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,6 +40,9 @@ def test_tip_adapter_beats_zero_shot_on_a_shifted_domain_and_tunes_on_validation
     tip = adaptation.TipAdapter.from_support(zs, support_embeds, list(support_labels))
     tip.tune(val_embeds, list(val_labels))
     assert (tip.alpha, tip.beta) != (1.0, 5.5)  # validation moved them off the defaults
+    # beta's choice is inside the grid (the old grid's largest, 50, was chosen); alpha may
+    # reach the top on sketch, where the cache outvotes zero-shot (TipAdapter.tune says why)
+    assert tip.beta < max(adaptation.TIP_BETAS) and tip.alpha > 0.25
     zero_shot = adaptation.accuracy(zs.predict(test_embeds), test_labels)
     assert adaptation.accuracy(tip.predict(test_embeds), test_labels) > zero_shot + 0.05
     # alpha = 0 switches the cache off: exactly the zero-shot classifier
@@ -166,3 +170,31 @@ def test_evaluate_folder_needs_class_names_from_predict(pocket, tmp_path):
     _class_folders(tmp_path, ["circle", "square"])
     with pytest.raises(TypeError, match="predict returned int values.*return class names"):
         adaptation.evaluate_folder(lambda embeds: [0] * len(embeds), pocket, tmp_path)
+
+
+def test_tip_adapter_refuses_nan_wrong_dimension_and_takes_numpy(pocket, zs):
+    embeds, labels = adaptation.shape_task(pocket, 8, seed=4)
+    labels = list(labels)
+    broken = embeds.clone()
+    broken[2, 0] = float("nan")  # the old code predicted class 0 for every image
+    with pytest.raises(ValueError, match=r"support_embeds.*\b2\b"):
+        adaptation.TipAdapter.from_support(zs, broken, labels)
+    with pytest.raises(ValueError, match="support_embeds must be a 2-D matrix of shape"):
+        adaptation.TipAdapter.from_support(zs, embeds[:, :-1], labels)  # torch's "mat1 and mat2"
+    from_numpy = adaptation.TipAdapter.from_support(zs, embeds.numpy(), labels)  # AttributeError
+    from_torch = adaptation.TipAdapter.from_support(zs, embeds, labels)
+    assert from_numpy.predict(embeds.numpy()) == from_torch.predict(embeds)
+    with pytest.raises(ValueError, match="image_embeds must be a 2-D matrix"):
+        from_torch.predict(embeds[:, :-1])
+    with pytest.raises(TypeError, match="alpha must be a number"):
+        adaptation.TipAdapter.from_support(zs, embeds, labels, alpha="2")
+    with pytest.raises(ValueError, match="betas must be a finite number"):
+        from_torch.tune(embeds, labels, betas=[float("nan")])
+
+
+def test_wise_ft_alpha_must_be_a_number(pocket):
+    with pytest.raises(TypeError, match="alpha must be a number in \\[0, 1\\], got str '0.5'"):
+        adaptation.wise_ft(pocket, pocket, "0.5")
+    with pytest.raises(ValueError, match="alpha must be in"):
+        adaptation.wise_ft(pocket, pocket, float("nan"))
+    assert adaptation.wise_ft(pocket, pocket, np.float32(0.5)).name == "WiSE-FT(alpha=0.5)"

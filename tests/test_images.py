@@ -462,3 +462,67 @@ def test_suffixes_registered_later_count_too(tmp_path, monkeypatch):
     monkeypatch.setitem(Image.EXTENSION, ".mypng", "PNG")  # as a plugin such as pillow-heif does
     _save(Image.new("RGB", (4, 4), RED), tmp_path / "a.mypng", format="PNG")
     assert [p.name for p in load_image_folder(tmp_path).paths] == ["a.mypng"]
+
+
+# --- round 3 of bad input (issue 19 §4) ---------------------------------------------------------
+
+
+def test_premultiplied_la_image_is_composited_on_white():
+    image = Image.new("La", (4, 4), (200, 0))  # fully transparent
+    from course.data.images import from_pil
+
+    out = from_pil(image, "la")
+    assert out.mode == "RGB" and out.getpixel((1, 1)) == WHITE
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageLoadError, match="FIFO"):
+        load_image(fifo)  # the old code blocked here forever
+    (tmp_path / "good.png").write_bytes(_png_bytes())
+    assert len(load_image_folder(tmp_path)) == 1
+
+
+def _two_classes(tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        _save(Image.new("RGB", (8, 6), RED), tmp_path / name / f"{name}.png")
+
+
+def test_an_empty_class_folder_is_kept_and_reported(tmp_path):
+    _two_classes(tmp_path)
+    (tmp_path / "bird").mkdir()
+    with pytest.warns(UserWarning, match="'bird'"):
+        result = load_labelled_folder(tmp_path)
+    assert result.classes == ["bird", "cat", "dog"] and result.empty_classes == ["bird"]
+    assert sorted(result.labels) == ["cat", "dog"]
+
+
+def test_a_class_folder_linked_to_the_root_is_not_loaded_twice(tmp_path):
+    _two_classes(tmp_path)
+    (tmp_path / "zz").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "kitten").symlink_to(tmp_path / "cat", target_is_directory=True)
+    with pytest.warns(UserWarning, match="loaded twice"):
+        result = load_labelled_folder(tmp_path)
+    assert sorted(result.labels) == ["cat", "dog"] and result.classes == ["cat", "dog"]
+
+
+def test_a_file_linked_into_another_class_is_loaded_once_and_named(tmp_path):
+    _two_classes(tmp_path)
+    (tmp_path / "dog" / "also.png").symlink_to(tmp_path / "cat" / "cat.png")
+    with pytest.warns(UserWarning, match="same file"):
+        result = load_labelled_folder(tmp_path)
+    assert sorted(result.labels) == ["cat", "dog"]
+    assert [reason for _, reason in result.skipped] == ["the same file as cat/cat.png"]
+
+
+def test_dangling_symlinks_are_skipped_with_a_reason(tmp_path):
+    _two_classes(tmp_path)
+    (tmp_path / "cat" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.warns(UserWarning, match="broken symbolic link"):
+        result = load_labelled_folder(tmp_path)
+    assert [p.name for p, _ in result.skipped] == ["gone.png"]
+    with pytest.warns(UserWarning, match="broken symbolic link"):
+        flat = load_image_folder(tmp_path / "cat")
+    assert [p.name for p, _ in flat.skipped] == ["gone.png"]

@@ -141,11 +141,34 @@ def test_nbgrader_metadata_conventions(tmp_path):
     assert value_cell.index("temperature = None") < value_cell.index(BEGIN_SOLUTION)
 
 
-def test_solve_refuses_an_nbgrader_notebook_with_a_clear_message(tmp_path, capsys):
+def _release(source_nb):
+    """What nbgrader's generate_assignment does to the solution regions (its own code)."""
+    from nbgrader.preprocessors import ClearSolutions
+
+    nb, _ = ClearSolutions().preprocess(nbformat.from_dict(source_nb), {})
+    return nb
+
+
+@pytest.mark.skipif(not HAS_NBGRADER, reason="nbgrader not installed (it is in the test extra)")
+def test_solve_fills_an_nbgrader_release_for_handing_in(tmp_path, capsys):
     instructor.export_nbgrader([EXAMPLE_DIR / "example.ipynb"], tmp_path / "source")
-    assert main(["solve", str(tmp_path / "source" / "example.ipynb"), str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert "nbgrader notebook" in err and "Traceback" not in err
+    release = _release(nbformat.read(tmp_path / "source" / "example.ipynb", as_version=4))
+    assert "raise NotImplementedError()" in "".join(c.source for c in release.cells)
+    (tmp_path / "release").mkdir()
+    nbformat.write(release, tmp_path / "release" / "example.ipynb")
+    for given in ("source", "release"):  # the old code refused both, exit 2
+        assert main(["solve", str(tmp_path / given / "example.ipynb"),
+                     str(tmp_path / f"solved-{given}")]) == 0
+        solved = nbformat.read(tmp_path / f"solved-{given}" / "example.ipynb", as_version=4)
+        text = "".join(c.source for c in solved.cells)
+        assert "raise NotImplementedError()" not in text
+        assert "temperature = 1 / np.exp(logit_scale)" in text and "np.linalg.norm" in text
+        assert [c.metadata.get("nbgrader") for c in solved.cells] == [
+            c.metadata.get("nbgrader") for c in release.cells]  # nbgrader's cells kept
+        for cell in solved.cells:  # every cell still compiles (the try block kept its indent)
+            if cell.cell_type == "code":
+                compile(cell.source, "cell", "exec")
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def _nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -189,19 +212,10 @@ def test_nbgrader_round_trip(tmp_path):
                            for i, name in failing), failing
 
     for student, solve in (("solved", True), ("untouched", False)):
+        # `course solve` on the release is what an instructor hands in to check the key
         submitted = nbformat.from_dict(release)
         if solve:
-            for cell in submitted.cells:
-                exercise_id, role = cell_markup(cell)
-                if role == "stub":
-                    from course.exercises import get_exercise
-
-                    exercise = get_exercise(exercise_id)
-                    if exercise.kind == "function":
-                        cell.source = replace_answer(cell.source, exercise, solution_body(exercise))
-                    else:
-                        cell.source = cell.source.replace("raise NotImplementedError()",
-                                                          solution_body(exercise))
+            submitted = instructor.solve_notebook(submitted, "example")
         folder = root / "submitted" / student / "ps1"
         folder.mkdir(parents=True)
         nbformat.write(submitted, folder / "example.ipynb")

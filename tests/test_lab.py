@@ -396,3 +396,15 @@ def test_course_lab_serves_the_learners_copies_quietly(repo_root, tmp_path):
 
 def test_notebooks_dir_is_the_repo_folder(repo_root):
     assert notebooks_dir() == repo_root / "notebooks"
+
+
+@pytest.mark.parametrize("port", [70000, 0, -1, 65536])
+def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path, capsys, port):
+    from course.cli import main
+
+    with pytest.raises(ValueError, match="1 to 65535"):
+        lab_command(tmp_path, port=port)
+    assert main(["lab", "--dir", str(tmp_path / "ws"), "--port", str(port), "--no-browser"]) == 2
+    err = capsys.readouterr().err
+    assert "1 to 65535" in err and "Traceback" not in err
+    assert not (tmp_path / "ws").exists()  # the workspace was not touched

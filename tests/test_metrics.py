@@ -312,3 +312,20 @@ def test_modality_gap_hand_built_cases() -> None:
 def test_modality_gap_rejects_bad_input(img, txt, error, match) -> None:
     with pytest.raises(error, match=match):
         metrics.modality_gap(img, txt)
+
+
+def test_recall_at_k_refuses_indices_that_are_not_whole_numbers():
+    import numpy as np
+    import torch
+
+    from course.metrics import recall_at_k
+
+    s = np.array([[0.1, 0.9], [0.8, 0.2]])
+    with pytest.raises(TypeError, match=r"positives\[0\] holds 0.5, not a whole-number index"):
+        recall_at_k(s, [[0.5], [0]], ks=1)  # it was read as candidate 0
+    with pytest.raises(TypeError, match="holds True"):
+        recall_at_k(s, [[True], [0]], ks=1)
+    with pytest.raises(TypeError, match="list of candidate indices, got str"):
+        recall_at_k(s, ["1", [0]], ks=1)
+    assert float(recall_at_k(s, [[1.0], [np.int64(0)]], ks=1)[1]) == 1.0
+    assert float(recall_at_k(s, [torch.tensor(1), [0]], ks=1)[1]) == 1.0

@@ -22,6 +22,7 @@ from course.exercises import FunctionExercise, Outcome, exercises_in
 from course.exercises.keys import nb03 as key03
 from course.exercises.keys import nb04 as key04
 from course.exercises.keys import nb06 as key06
+from course.exercises.keys import nb07 as key07
 from course.instructor import solve
 from course.teach.kernelenv import kernel_env
 from course.teach.markup import cell_markup, markup_problems
@@ -53,6 +54,34 @@ def _unnormalised_probe(x, y, t):
     return LogisticRegression(C=10.0, max_iter=2000).fit(np.asarray(x), y).predict(np.asarray(t))
 
 
+def _hits(p, t, k):
+    return (np.argsort(-np.asarray(p), axis=1)[:, :k] == np.asarray(t)[:, None]).any(axis=1)
+
+
+def _recall(s, p, k):
+    return float(np.mean([bool(set(np.argsort(-np.asarray(r))[:k].tolist()) & set(q))
+                          for r, q in zip(s, p)]))
+
+
+def _unit(x):
+    x = np.asarray(x, dtype=float)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _nearest_centroid(x, y, t):
+    y = np.asarray(y)
+    classes = np.unique(y)
+    means = _unit(np.stack([_unit(x)[y == c].mean(axis=0) for c in classes]))
+    return classes[(_unit(t) @ means.T).argmax(axis=1)]
+
+
+def _probe(x, y, t, C=10.0, normalise_test=True):
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=C, max_iter=2000).fit(_unit(x), np.asarray(y))
+    return model.predict(_unit(t) if normalise_test else np.asarray(t, dtype=float))
+
+
 # Plausible mistakes per exercise, and words the feedback must contain (naming the mistake).
 WRONG = [
     ("nb01.q1", ["A", "B", "D", "E"], "1 of your 4 choices does not belong"),
@@ -80,18 +109,32 @@ WRONG = [
     ("nb04.q1", _probs(normalise=False), "not normalised"),
     ("nb04.q1", _probs(axis=0), "softmax runs over the images"),
     ("nb04.q1", _probs(divide=True), "divide by the logit scale"),
+    ("nb04.q1", key04._probs_variant(scale=False), "multiply them by `logit_scale`"),
     ("nb04.q2", "a photo of a red circle", "exactly one '{}'"),
     ("nb04.q2", "{}", "the baseline itself"),
     ("nb04.q3", lambda p, t, k: float((np.argsort(np.asarray(p), axis=1)[:, :k]
                                        == np.asarray(t)[:, None]).any(axis=1).mean()), "*least*"),
+    ("nb04.q3", lambda p, t, k: 100 * float(_hits(p, t, k).mean()), "a percentage"),
+    ("nb04.q3", lambda p, t, k: int(_hits(p, t, k).sum()), "you count the hits"),
+    ("nb04.q3", lambda p, t, k: float(_hits(p, t, k + 1).mean()), "k + 1"),
+    ("nb04.q3", lambda p, t, k: float(_hits(p, t, max(k - 1, 0)).mean()), "k - 1"),
     ("nb05.q1", lambda q, x, k: np.argsort(-(np.asarray(q) @ np.asarray(x).T), axis=1)[:, :k],
      "raw dot products"),
     ("nb05.q2", _first_positive_only, "first positive"),
+    ("nb05.q2", lambda s, p, k: float(np.mean([len(set(np.argsort(-np.asarray(r))[:k]) & set(q))
+                                               / len(q) for r, q in zip(s, p)])), "*at least one*"),
+    ("nb05.q2", lambda s, p, k: 100 * _recall(s, p, k), "a percentage"),
+    ("nb05.q2", lambda s, p, k: _recall(s, p, k) * len(p), "count the queries"),
+    ("nb05.q2", lambda s, p, k: _recall(s, p, k + 1), "k + 1"),
     ("nb05.q3", "a red circle", "add a negation or a relation"),
     ("nb05.q3", "a blue circle that is not red", "that query does not fail"),  # it works
     ("nb05.q4", "A", "not A"),
     ("nb06.q1", lambda x, y, t: np.array([next(iter(y))] * len(t)), "normalise the embeddings"),
     ("nb06.q1", _unnormalised_probe, "normalise the embeddings"),
+    ("nb06.q1", lambda x, y, t: np.asarray(y)[(_unit(t) @ _unit(x).T).argmax(1)], "nearest-neighbour"),
+    ("nb06.q1", _nearest_centroid, "class-mean"),
+    ("nb06.q1", lambda x, y, t: _probe(x, y, t, C=0.001), "a tiny C"),
+    ("nb06.q1", lambda x, y, t: _probe(x, y, t, normalise_test=False), "train and test"),
     ("nb06.q2", lambda ks, acc, zs: ks[int(np.argmax(acc))], "*first* (smallest) k"),
     ("nb06.q2", key06._first_strictly_better, "use >=, not >"),  # named, not "returned None"
     ("nb06.q3", lambda train, val: int(np.argmin(train)), "validation loss says when to stop"),
@@ -101,6 +144,8 @@ WRONG = [
     ("nb07.q2", lambda s, labels, t: np.array([labels[0]] * len(t)), "zero-shot gets"),
     ("nb07.q3", lambda alphas, source, target, m: alphas[int(np.argmax(target))],
      "only alphas that keep the source accuracy"),
+    ("nb07.q3", key07._largest_keeping, "largest alpha that keeps"),
+    ("nb07.q3", key07._smallest_when_none_keeps, "best *source*"),
 ]
 
 
@@ -350,3 +395,35 @@ def test_solved_notebook_passes_every_check(module, solved_dir, tmp_path):
     assert "using the course's reference" not in printed  # every use() took the learner's answer
     recorded = json.loads(progress.read_text())["exercises"]
     assert all(recorded[i]["solved"] for i in ids)
+
+
+def test_figures_that_answer_an_exercise_come_after_a_solve_it_first_break():
+    """A value exercise's answer (as the notebook would print it) appears in the source only
+    after the '✋ Solve exercise' break that follows its check, never between stub and break."""
+    from course.exercises import get_exercise
+
+    for module, notebook in NOTEBOOKS.items():
+        source = notebook.with_suffix(".py").read_text(encoding="utf-8")
+        for exercise in exercises_in(module):
+            if isinstance(exercise, FunctionExercise):
+                continue
+            expected = get_exercise(exercise.id).key.expected
+            numbers = [x for x in (expected if isinstance(expected, tuple) else (expected,))
+                       if isinstance(x, float)]
+            if not numbers:
+                continue
+            stub = source.index(f'"exercise": "{exercise.id}", "role": "stub"')
+            number = exercise.id.rsplit("q", 1)[1]
+            brk = source.find(f"Solve exercise {number} before you read on", stub)
+            assert brk > 0, f"{exercise.id}: no 'solve it first' break after its check"
+            between = source[stub:brk]
+            for x in numbers:
+                for shown in {f"{x:.2f}", f"{x:.3f}"}:
+                    assert shown not in between, (exercise.id, shown)
+
+
+def test_last_hints_lead_instead_of_handing_over():
+    from course.exercises import nb03, nb07
+
+    assert not any("-1 / log" in hint for hint in nb03.q3.hints)  # the formula solved for t
+    assert not any("LinearProbe()" in hint or ".fit(" in hint for hint in nb07.q2.hints)

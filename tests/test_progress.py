@@ -577,9 +577,23 @@ def test_temp_file_of_a_killed_writer_is_cleaned_up(progress_file, monkeypatch):
     writer.send_signal(signal.SIGKILL)  # kill -9 mid-save: no clean-up code runs
     writer.wait()
     [left] = progress_file.parent.glob("progress.json.*.tmp")
-    ProgressTracker("demo", ITEMS).tick(TEMPERATURE)
-    assert left.exists()  # young: it could be another writer's, so it stays for now
+    assert f"-{writer.pid}." in left.name  # the temp file names its writer
+    # a young file of a live writer (here: a process that is still running) is kept...
+    alive = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    live = left.with_name(left.name.replace(f"-{writer.pid}.", f"-{alive.pid}."))
+    live.write_text("{}")
+    try:
+        ProgressTracker("demo", ITEMS).tick(TEMPERATURE)
+        assert not left.exists()  # ...the killed writer's goes on the next save, young as it is
+        assert live.exists()
+    finally:
+        alive.communicate("")
+    ProgressTracker("demo", ITEMS).tick(TEMPERATURE, done=False)
+    assert not live.exists()  # its writer has gone now
     old = time.time() - progress.STALE_TEMP_SECONDS - 60
+    left = left.with_name("progress.json.abcd1234.tmp")  # named the older way: removed once old
+    left.write_text("{}")
     os.utime(left, (old, old))
     unrelated = [progress_file.parent / "progress.json.notes.txt",
                  progress_file.parent / "other.json.abcd1234.tmp"]
@@ -589,7 +603,7 @@ def test_temp_file_of_a_killed_writer_is_cleaned_up(progress_file, monkeypatch):
     folder_alike = progress_file.parent / "progress.json.zzzz9999.tmp"
     folder_alike.mkdir()
     os.utime(folder_alike, (old, old))
-    ProgressTracker("demo", ITEMS).tick(TEMPERATURE, done=False)
+    ProgressTracker("demo", ITEMS).tick(TEMPERATURE)
     assert not left.exists()
     assert all(path.read_text() == "keep" for path in unrelated) and folder_alike.is_dir()
 

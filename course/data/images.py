@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import unicodedata
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -61,11 +62,13 @@ class LabelledImageFolder(ImageFolder):
     """Images from class subfolders: ``labels[i]`` is the subfolder name of ``images[i]``."""
 
     labels: list[str]
+    #: class folders in which no image loaded: kept as classes, with no examples
+    empty_classes: list[str] = field(default_factory=list)
 
     @property
     def classes(self) -> list[str]:
-        """The sorted distinct labels."""
-        return sorted(set(self.labels))
+        """The sorted class names: every class folder's, an empty one's included."""
+        return sorted(set(self.labels) | set(self.empty_classes))
 
 
 def load_image(source: ImageSource) -> Image.Image:
@@ -117,6 +120,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         # Dropping alpha would turn transparent pixels black (their stored colour); a transparent
         # background is meant to be seen as paper.
+        if image.mode == "La":  # premultiplied: Pillow converts it to LA only, not to RGBA
+            image = image.convert("LA")
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
@@ -179,6 +184,7 @@ def load_image_folder(folder: str | os.PathLike, *, recursive: bool = False) -> 
     files = _files(root, recursive=recursive)
     candidates, ignored = _split_by_suffix(files)
     images, paths, skipped = _load_all(candidates)
+    skipped += _broken_links(root, recursive=recursive)
     _report(root, images, skipped, ignored, len(candidates))
     return ImageFolder(images=images, paths=paths, skipped=skipped, ignored=ignored)
 
@@ -196,6 +202,7 @@ def load_labelled_folder(folder: str | os.PathLike) -> LabelledImageFolder:
     """
     root = _check_folder(folder)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    class_dirs = _distinct_class_dirs(root, class_dirs)
     if not class_dirs:
         raise ImageLoadError(
             str(root), "it has no subfolders; put each class's images in a subfolder named after it"
@@ -207,19 +214,56 @@ def load_labelled_folder(folder: str | os.PathLike) -> LabelledImageFolder:
     ignored = _files(root, recursive=False)
     n_candidates = 0
     names = _class_names(class_dirs)
+    empty: list[str] = []
+    seen: dict[Path, Path] = {}  # resolved file -> where it was loaded from
     for class_dir, name in zip(class_dirs, names):
         candidates, class_ignored = _split_by_suffix(_files(class_dir, recursive=True))
+        unique = []
+        for path in candidates:  # a link inside one class to another's file: loaded once
+            first = seen.setdefault(path.resolve(), path)
+            if first is path:
+                unique.append(path)
+            else:
+                skipped.append((path, f"the same file as {_shown(first.relative_to(root))}"))
         n_candidates += len(candidates)
-        class_images, class_paths, class_skipped = _load_all(candidates)
+        class_images, class_paths, class_skipped = _load_all(unique)
         images += class_images
         paths += class_paths
         labels += [name] * len(class_images)
-        skipped += class_skipped
+        skipped += class_skipped + _broken_links(class_dir, recursive=True)
         ignored += class_ignored
+        if not class_images:
+            empty.append(name)
     _report(root, images, skipped, ignored, n_candidates)
+    if empty:
+        warn(f"{len(empty)} class folder(s) in {_shown(root)} hold no loadable image: "
+             f"{', '.join(repr(e) for e in empty[:5])}{' ...' if len(empty) > 5 else ''}. They "
+             "are kept in .classes (a classifier can still predict them) but have no examples.")
     return LabelledImageFolder(
-        images=images, paths=paths, skipped=skipped, ignored=ignored, labels=labels
+        images=images, paths=paths, skipped=skipped, ignored=ignored, labels=labels,
+        empty_classes=empty,
     )
+
+
+def _distinct_class_dirs(root: Path, class_dirs: list[Path]) -> list[Path]:
+    """The class folders, without those that are (links to) the root or one of its parents, or
+    to another class folder: each would load images a second time under another label."""
+    real_root = root.resolve()
+    kept: list[Path] = []
+    owner: dict[Path, Path] = {}
+    for folder in class_dirs:
+        real = folder.resolve()
+        if real == real_root or real in real_root.parents:
+            warn(f"Ignored class folder {_shown(folder)}: it is a link to {_shown(real)}, which "
+                 f"contains {_shown(root)} itself (its images would be loaded twice).")
+            continue
+        if real in owner:
+            warn(f"Ignored class folder {_shown(folder)}: it is the same folder as "
+                 f"{_shown(owner[real])} (its images would be loaded twice).")
+            continue
+        owner[real] = folder
+        kept.append(folder)
+    return kept
 
 
 def _read(source: ImageSource) -> tuple[str, bytes]:
@@ -233,6 +277,9 @@ def _read(source: ImageSource) -> tuple[str, bytes]:
             raise ImageLoadError(label, "no such file")
         if path.is_dir():
             raise ImageLoadError(label, "it is a folder, not an image file (see load_image_folder)")
+        kind = _special_file(path)
+        if kind:  # reading a FIFO would wait for a writer forever; a device may never end
+            raise ImageLoadError(label, f"it is {kind}, not a regular file")
         try:
             return label, path.read_bytes()
         except OSError as err:
@@ -247,6 +294,28 @@ def _read(source: ImageSource) -> tuple[str, bytes]:
     raise TypeError(
         f"load_image expects a path, bytes or a binary file object, not {type(source).__name__}"
     )
+
+
+def _special_file(path: Path) -> str | None:
+    """What a path that is not a regular file is ("a FIFO (named pipe)", ...), or None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # reading it will say what is wrong
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return None
+
+
+def _broken_links(root: Path, *, recursive: bool) -> list[tuple[Path, str]]:
+    """Symbolic links under ``root`` whose target is missing, with the reason to report."""
+    found = root.rglob("*") if recursive else root.iterdir()
+    return sorted(((p, "a broken symbolic link (its target is missing)") for p in found
+                   if p.is_symlink() and not p.exists()
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts)),
+                  key=lambda item: item[0].relative_to(root).as_posix())
 
 
 def _class_names(class_dirs: list[Path]) -> list[str]:

@@ -54,6 +54,7 @@ q3 = ValueExercise(
     hints=[
         "With orthonormal pairs and temperature t the loss is log(1 + (N - 1) * exp(-1 / t)).",
         "Set it equal to 0.01 and solve for t: exp(-1 / t) = (e^0.01 - 1) / (N - 1).",
-        "So t = -1 / log((e^0.01 - 1) / 7); `math.expm1(x)` is e^x - 1.",
+        ("Take the logarithm of both sides and solve the result for t; `math.expm1(x)` computes "
+         "e^x - 1 accurately. Check yourself: put your t back into log(1 + 7 exp(-1 / t))."),
     ],
 )

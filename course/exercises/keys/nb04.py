@@ -33,7 +33,8 @@ def top_k_accuracy(probs, targets, k):
     return float((top_k == targets[:, None]).any(axis=1).mean())
 
 
-def _probs_variant(*, normalise: bool = True, axis: int = -1, divide: bool = False):
+def _probs_variant(*, normalise: bool = True, axis: int = -1, divide: bool = False,
+                   scale: bool = True):
     def probs(image_embeds, class_embeds, logit_scale):
         import torch
         import torch.nn.functional as F
@@ -44,6 +45,8 @@ def _probs_variant(*, normalise: bool = True, axis: int = -1, divide: bool = Fal
             class_embeds = F.normalize(class_embeds, dim=-1)
         similarity = image_embeds @ class_embeds.T
         logits = similarity / logit_scale if divide else logit_scale * similarity
+        if not scale:
+            logits = similarity
         return logits.softmax(dim=axis)
 
     return probs
@@ -154,6 +157,12 @@ def _fresh_topk_cases(rng: random.Random) -> list[Case]:
     return [Case((probs, g.integers(0, 8, size=15), rng.randint(1, 4)), "15 random images")]
 
 
+def _topk_hits(probs, targets, k):
+    probs, targets = np.asarray(probs), np.asarray(targets)
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :max(k, 0)]
+    return (top == targets[:, None]).any(axis=1)
+
+
 def _lowest_k(probs, targets, k):
     probs, targets = np.asarray(probs), np.asarray(targets)
     return float((np.argsort(probs, axis=1)[:, :k] == targets[:, None]).any(axis=1).mean())
@@ -170,6 +179,9 @@ q1 = FunctionKey(
                 "cosines. Normalise both first.", function=_probs_variant(normalise=False)),
         Mistake("you divide by the logit scale; it multiplies the cosines (it is 1 / temperature).",
                 function=_probs_variant(divide=True)),
+        Mistake("your softmax runs over the bare cosines: multiply them by `logit_scale` first. "
+                "Cosines lie in [-1, 1], so without it every class gets nearly the same "
+                "probability.", function=_probs_variant(scale=False)),
     ],
     forbidden=["course.zeroshot:ZeroShotClassifier"],
     fresh=_fresh_probs_cases,
@@ -191,6 +203,14 @@ q3 = FunctionKey(
     mistakes=[
         Mistake("you take the k *least* probable classes: sort in decreasing order "
                 "(`np.argsort(-probs, axis=1)`).", function=_lowest_k),
+        Mistake("your accuracy is a percentage; give it as a fraction between 0 and 1.",
+                function=lambda p, t, k: 100 * float(_topk_hits(p, t, k).mean())),
+        Mistake("you count the hits; accuracy is their share of the images (divide by N).",
+                function=lambda p, t, k: float(_topk_hits(p, t, k).sum())),
+        Mistake("off by one: you keep k + 1 classes per image; keep exactly the k most probable.",
+                function=lambda p, t, k: float(_topk_hits(p, t, k + 1).mean())),
+        Mistake("off by one: you keep k - 1 classes per image; keep exactly the k most probable.",
+                function=lambda p, t, k: float(_topk_hits(p, t, k - 1).mean())),
     ],
     forbidden=["course.metrics:top_k_accuracy", "course.zeroshot:ZeroShotClassifier"],
     fresh=_fresh_topk_cases,

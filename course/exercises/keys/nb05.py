@@ -43,6 +43,14 @@ def recall_at_k(similarity, positives, k):
     return float(np.mean(hits))
 
 
+def _recall_hits(similarity, positives, k, share=False):
+    top = np.argsort(-np.asarray(similarity), axis=1, kind="stable")[:, :max(k, 0)]
+    found = [len(set(row.tolist()) & set(pos)) for row, pos in zip(top, positives)]
+    if share:
+        return np.array([f / len(pos) for f, pos in zip(found, positives)])
+    return np.array([f > 0 for f in found], dtype=float)
+
+
 @lru_cache(maxsize=1)
 def _eval_index() -> tuple[Any, Any, list[Any]]:
     """The pocket model, an index of the check's images, and their labels."""
@@ -236,6 +244,17 @@ q2 = FunctionKey(
     mistakes=[
         Mistake("you only look for each query's first positive; with 5 captions per image, any "
                 "of them among the top k is a hit.", function=_first_positive_only),
+        Mistake("you measure the share of each query's positives found in its top k; recall@k "
+                "asks whether *at least one* positive is there (a hit is 1, whatever the count).",
+                function=lambda s, p, k: float(_recall_hits(s, p, k, share=True).mean())),
+        Mistake("your recall is a percentage; give it as a fraction between 0 and 1.",
+                function=lambda s, p, k: 100 * float(_recall_hits(s, p, k).mean())),
+        Mistake("you count the queries with a hit; recall@k is their share (divide by the number "
+                "of queries).", function=lambda s, p, k: float(_recall_hits(s, p, k).sum())),
+        Mistake("off by one: you look at the top k + 1; look at exactly the k highest scores.",
+                function=lambda s, p, k: float(_recall_hits(s, p, k + 1).mean())),
+        Mistake("off by one: you look at the top k - 1; look at exactly the k highest scores.",
+                function=lambda s, p, k: float(_recall_hits(s, p, k - 1).mean())),
     ],
     forbidden=["course.retrieval:recall_at_k", "course.metrics:recall_at_k"],
     fresh=_fresh_recall_cases,

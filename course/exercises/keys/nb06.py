@@ -78,6 +78,42 @@ def _probe_case(seed: int, n_classes: int, shots: int, dim: int, spread: float, 
     return Case(args, label, expected=(y[test], reference))
 
 
+def _subspace_case(seed: int, n_classes: int, shots: int, dim: int, informative: int,
+                   nuisance: float, label: str, *, majority: int = 1,
+                   log_lengths: tuple[float, float] | None = None, offset: float = 0.0,
+                   test_per_class: int = 60) -> Case:
+    """Classes told apart by ``informative`` of ``dim`` directions, the rest noise: a probe
+    learns which directions matter, while nearest-neighbour or class-mean rules weigh them
+    all. ``majority`` times more shots of class 0 and lengths spread over decades (log-uniform
+    in ``log_lengths``) make a probe that meets unnormalised test embeddings lean to class 0."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((n_classes, dim))
+    centres[:, :informative] = rng.normal(size=(n_classes, informative))
+    common = offset * rng.normal(size=dim)
+
+    def draw(c: int, n: int) -> np.ndarray:
+        z = np.zeros((n, dim))
+        z[:, :informative] = 0.2 * rng.normal(size=(n, informative)) if not log_lengths \
+            else 0.3 * rng.normal(size=(n, informative))
+        z[:, informative:] = nuisance * rng.normal(size=(n, dim - informative))
+        return centres[c] + z + common
+
+    counts = [shots * (majority if c == 0 else 1) for c in range(n_classes)]
+    x = np.concatenate([draw(c, k) for c, k in enumerate(counts)])
+    y = np.repeat(np.arange(n_classes), counts)
+    t = np.concatenate([draw(c, test_per_class) for c in range(n_classes)])
+    t_labels = np.repeat(np.arange(n_classes), test_per_class)
+    if log_lengths:
+        spread = np.random.default_rng(seed + 100)
+        low, high = np.log(log_lengths[0]), np.log(log_lengths[1])
+        x = x * np.exp(spread.uniform(low, high, size=(len(x), 1)))
+        t = t * np.exp(spread.uniform(low, high, size=(len(t), 1)))
+    order = rng.permutation(len(y))
+    args = (x[order], y[order], t)
+    reference = float(np.mean(fit_linear_probe(*args) == t_labels))
+    return Case(args, label, expected=(t_labels, reference))
+
+
 def probe_accuracy_close() -> Any:
     """The predictions must be about as accurate as the reference probe's on the hidden labels."""
 
@@ -89,7 +125,8 @@ def probe_accuracy_close() -> Any:
         if acc < reference - PROBE_MARGIN:
             return (f"your predictions are {acc:.1%} accurate, a normalised logistic-regression "
                     f"probe's {reference:.1%}: normalise the embeddings (train and test) and fit "
-                    "a logistic regression")
+                    "a logistic regression; a nearest-neighbour or class-mean rule, or a probe "
+                    "regularised hard (a tiny C), falls short on these cases")
         return Passed(f"Accuracy {acc:.1%} (the course's probe: {reference:.1%}).")
 
     return compare
@@ -103,6 +140,11 @@ def _probe_cases() -> list[Case]:
         _probe_case(601, 6, 4, 32, 1.0, True, "6 classes named by strings, 4 shots"),
         _probe_case(602, 10, 8, 64, 1.2, False, "10 integer classes, 8 shots"),
         _probe_case(603, 3, 1, 16, 0.8, False, "3 classes, 1 shot"),
+        # harder: the reference is well ahead of 1-NN, class means and a tiny C here...
+        _subspace_case(7, 5, 16, 32, 4, 0.5, "5 classes told apart by 4 of 32 directions"),
+        # ...and of a probe whose test embeddings were not normalised like its training ones
+        _subspace_case(6, 4, 16, 32, 4, 0.5, "uneven shots, lengths from 0.01 to 10",
+                       majority=4, log_lengths=(0.01, 10.0), offset=0.5),
     ]
 
 

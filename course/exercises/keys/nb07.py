@@ -115,7 +115,29 @@ def _alpha_cases() -> list[Case]:
         Case((alphas, measured_source, measured_target, 0.80), "keep 80%: fully fine-tuned"),
         Case(([1.0, 0.5, 0.0], [0.7, 0.9, 0.95], [0.9, 0.8, 0.8], 0.85), "tie: the smaller alpha"),
         Case(([0.0, 0.5, 1.0], [0.7, 0.6, 0.5], [0.3, 0.6, 0.9], 0.9), "none keeps 90%: the safest"),
+        # the best source accuracy is not at the smallest alpha: "the safest" is measured
+        Case(([1.0, 0.75, 0.5, 0.25, 0.0], [0.60, 0.70, 0.84, 0.86, 0.80],
+              [0.9, 0.85, 0.7, 0.6, 0.5], 0.9), "none keeps 90%, source peaks mid-way"),
+        # the target peaks in the middle of the alphas that keep the source
+        Case(([0.0, 0.5, 1.0], [0.95, 0.93, 0.91], [0.6, 0.8, 0.7], 0.9),
+             "all keep 90%, the target peaks at 0.5"),
     ]
+
+
+def _largest_keeping(alphas, source, target, min_source):
+    rows = sorted(zip(alphas, source, target))
+    keeping = [a for a, s, _ in rows if s >= min_source]
+    if not keeping:
+        return max(rows, key=lambda r: (r[1], -r[0]))[0]
+    return max(keeping)
+
+
+def _smallest_when_none_keeps(alphas, source, target, min_source):
+    keeping = sorted((a, t) for a, s, t in zip(alphas, source, target) if s >= min_source)
+    if not keeping:
+        return min(alphas)
+    best = max(t for _, t in keeping)
+    return next(a for a, t in keeping if t == best)
 
 
 def _best_target_ignoring_source(alphas, source, target, min_source):
@@ -159,6 +181,11 @@ q3 = FunctionKey(
         Mistake("you take the best target accuracy over all alphas; only alphas that keep the "
                 "source accuracy at min_source or above may be chosen.",
                 function=_best_target_ignoring_source),
+        Mistake("you take the largest alpha that keeps the source accuracy; among those, take "
+                "the one with the best *target* accuracy.", function=_largest_keeping),
+        Mistake("when no alpha keeps the source accuracy, return the one with the best *source* "
+                "accuracy (measured, not assumed to be the smallest alpha).",
+                function=_smallest_when_none_keeps),
         Mistake("on a tie in target accuracy take the *smaller* alpha (closer to the zero-shot "
                 "model, so less forgetting).", function=_ties_to_larger),
     ],

@@ -29,6 +29,7 @@ import csv
 import json
 import os
 import re
+import socket
 import stat
 import sys
 import tempfile
@@ -56,6 +57,9 @@ MAX_BYTES = 4 * 1024 * 1024
 #: A save takes milliseconds and holds the lock throughout, so a temp file this old belongs to a
 #: writer that was killed mid-save.
 STALE_TEMP_SECONDS = 300.0
+
+#: This machine, as temp file names carry it (a progress folder may be shared by several).
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
 
 _warned: set[str] = set()
 #: Called after an exercise is solved (the live checklist widgets refresh themselves).
@@ -264,25 +268,35 @@ class ProgressStore:
         return backup
 
     def _clean_stale_temps(self, target: Path) -> None:
-        """Remove temp files a killed writer left (called under the lock)."""
-        pattern = re.compile(re.escape(target.name) + r"\.[A-Za-z0-9_]+\.tmp")
+        """Remove temp files a killed writer left (called under the lock).
+
+        A temp file names its writer (host and process id): one whose writer is gone is removed
+        on the next save; another host's, or one named the older way, once older than
+        ``STALE_TEMP_SECONDS`` (a live writer holds the lock throughout, so older is dead).
+        """
+        pattern = re.compile(re.escape(target.name)
+                             + r"\.(?:(?P<host>[A-Za-z0-9]+)-(?P<pid>[0-9]+)\.)?[A-Za-z0-9_]+\.tmp")
         cutoff = time.time() - STALE_TEMP_SECONDS
         try:
             entries = list(os.scandir(target.parent))
         except OSError:
             return
         for entry in entries:
+            match = pattern.fullmatch(entry.name)
             try:
-                if (pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
-                        and entry.stat(follow_symlinks=False).st_mtime < cutoff):
+                if not match or not entry.is_file(follow_symlinks=False):
+                    continue
+                ours = match["host"] == _HOST and match["pid"] is not None
+                if ((ours and not _alive(int(match["pid"])))
+                        or entry.stat(follow_symlinks=False).st_mtime < cutoff):
                     os.unlink(entry.path)
             except OSError:
                 pass  # gone already, or not ours to remove: harmless either way
 
     def _write(self, target: Path, data: dict[str, Any]) -> None:
         """Atomic write: a temp file in the same folder, flushed, then ``os.replace``."""
-        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".",
-                                        suffix=".tmp")
+        handle, temp = tempfile.mkstemp(dir=target.parent, suffix=".tmp",
+                                        prefix=f"{target.name}.{_HOST}-{os.getpid()}.")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(data, out, indent=1, sort_keys=True)
@@ -292,6 +306,21 @@ class ProgressStore:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one we may not signal counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    except OverflowError:  # no process has such a number
+        return False
+    return True
 
 
 def _reason(error: BaseException) -> str:
