@@ -16,7 +16,7 @@ current view beside the live widget, for every place the widget itself cannot re
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -423,4 +423,59 @@ class WiseFTExplorer(_Panel):
         fig.suptitle(f"WiSE-FT alpha = {alpha:.1f} (0 = zero-shot, 1 = fine-tuned)", fontsize=10)
         fig.tight_layout()
         plt.close(fig)  # displayed by run(), never again by pyplot
+        return fig
+
+
+class FigureSlider(_Panel):
+    """A slider over chosen values and the figure ``draw(value)`` makes, e.g. a temperature.
+
+    The slider offers exactly ``values`` (so 0.07 reads "0.07", not the 0.0707946 of a log
+    slider), its label is shown whole, and the display carries static copies like every panel.
+
+    Args:
+        draw: makes the figure for one value (closed with ``plt.close`` or not, either works).
+        values: the values offered, in order.
+        value: the starting value (drawn at once); default the first.
+        label: what the slider sets, e.g. ``"temperature τ"``.
+        title: what the static copies call the panel.
+    """
+
+    def __init__(self, draw: Callable[[Any], Figure], values: Sequence[Any], value: Any = None,
+                 label: str = "value", title: str = "Figure slider") -> None:
+        import ipywidgets as w
+
+        options = list(values)
+        if not options:
+            raise ValueError("a FigureSlider needs at least one value to offer")
+        start = options[0] if value is None else value
+        if start not in options:
+            raise ValueError(f"the starting value {start!r} is not one of the values {options}")
+        self.draw, self.title = draw, title
+        self.slider = w.SelectionSlider(options=[(f"{v:g}" if isinstance(v, float) else str(v), v)
+                                                 for v in options],
+                                        value=start, description=label, continuous_update=False,
+                                        style={"description_width": "initial"},
+                                        layout=w.Layout(width="420px"))
+        self.message = w.HTML()
+        self.output = w.Output()
+        self.slider.observe(lambda change: self.run(), names="value")
+        self.widget = w.VBox([self.slider, self.message, self.output])
+        self.run()
+
+    def settings(self) -> list[tuple[str, str]]:
+        """The slider's label and value, as the slider shows it."""
+        return [(str(self.slider.description), str(self.slider.label))]
+
+    def run(self) -> Figure | None:
+        """Draw the figure for the slider's value; returns it (None on a problem)."""
+        import matplotlib.pyplot as plt
+
+        try:
+            fig = self.draw(self.slider.value)
+        except Exception as error:  # noqa: BLE001 - a slider shows problems, it never crashes
+            self.fail(f"Could not draw {self.slider.label}: {type(error).__name__}: {error}")
+            return None
+        plt.close(fig)  # shown in the output below, never again by pyplot
+        self.show(fig)
+        self.say(f"{self.slider.description} = {self.slider.label}", error=False)
         return fig

@@ -287,3 +287,40 @@ def test_explorer_marks_right_and_wrong_with_a_symbol(explorer):
         if ax.get_title():
             right = ax.get_title().startswith("✓")
             assert ax.title.get_color() == ("tab:green" if right else "tab:red")
+
+
+def test_figure_slider_offers_exact_values_with_a_whole_label():
+    import matplotlib.pyplot as plt
+
+    from course.display import WIDGET_VIEW
+    from course.widgets import FigureSlider
+
+    drawn = []
+
+    def draw(t):
+        drawn.append(t)
+        fig, ax = plt.subplots()
+        ax.set_title(f"t = {t}")
+        return fig
+
+    panel = FigureSlider(draw, [0.01, 0.07, 1.0], value=0.07, label="temperature τ")
+    assert drawn == [0.07] and panel.view is not None  # drawn at once
+    assert panel.slider.label == "0.07" and panel.slider.description == "temperature τ"
+    assert panel.slider.style.description_width == "initial"  # the label is not cut
+    panel.slider.value = 1.0
+    assert drawn == [0.07, 1.0] and "temperature τ = 1" in panel.message.value
+    bundle = panel._repr_mimebundle_()
+    assert WIDGET_VIEW in bundle and "temperature τ: 1" in bundle["text/plain"]
+    assert "interactive(" not in bundle["text/plain"] and "<img" in bundle["text/html"]
+    with pytest.raises(ValueError, match="not one of the values"):
+        FigureSlider(draw, [0.01, 0.07], value=0.5)
+
+
+def test_figure_slider_shows_a_failing_draw_as_a_message():
+    from course.widgets import FigureSlider
+
+    def draw(t):
+        raise RuntimeError("bad value")
+
+    panel = FigureSlider(draw, [1, 2])
+    assert panel.view is None and "bad value" in panel.message.value
