@@ -15,6 +15,12 @@ from course.metrics import accuracy
 ImageLike = Any  # PIL image, HxW(xC) array or a path
 
 
+
+def cell_text(value: float, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals for a matrix cell, never "-0.00" (a tiny negative)."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
 def similarity_heatmap(
     similarity: torch.Tensor | np.ndarray,
     images: Sequence[ImageLike] | None = None,
@@ -54,7 +60,7 @@ def similarity_heatmap(
         low, high = im.get_clim()
         mid = (low + high) / 2
         for (i, j), value in np.ndenumerate(sim):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+            ax.text(j, i, cell_text(value), ha="center", va="center", fontsize=9,
                     color="black" if value > mid else "white")
     ax.set_xticks(range(cols))
     ax.set_xticklabels([str(t) for t in texts] if texts is not None else
@@ -213,7 +219,7 @@ def confusion_matrix_plot(
     if len(names) <= 15:
         for (i, j), value in np.ndenumerate(matrix):
             if value:
-                ax.text(j, i, f"{value:.2f}" if normalize else f"{int(value)}", ha="center",
+                ax.text(j, i, cell_text(value) if normalize else f"{int(value)}", ha="center",
                         va="center", fontsize=7, color="white" if value > matrix.max() / 2 else "black")
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)

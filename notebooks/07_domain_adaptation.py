@@ -258,7 +258,7 @@ def record(name: str, rows: list[dict]) -> None:
 # %%
 probes = [LinearProbe().fit(pool_embeds[s.train], pool_labels[s.train],
                             pool_embeds[s.val], pool_labels[s.val]) for s in splits]
-print("C chosen on validation, per split:", ", ".join(f"{probe.C_:g}" for probe in probes))
+print("C chosen on validation, per split:", ", ".join(f"{probe.C_:.4g}" for probe in probes))
 record("linear probe", [evaluate(probe.predict) for probe in probes])
 
 # %% [markdown]

@@ -132,3 +132,12 @@ def test_loss_curve_plots_every_run():
     assert labels == ["symmetric", "one-way"]
     with pytest.raises(ValueError):
         plots.loss_curve([])
+
+
+def test_matrix_cells_never_show_minus_zero():
+    assert [plots.cell_text(v) for v in (-0.001, -0.0, 0.004, -0.006, -1.25)] == [
+        "0.00", "0.00", "0.00", "-0.01", "-1.25"]
+    fig = plots.similarity_heatmap(np.array([[1.0, -0.001], [-0.0042, 0.3]]))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    plt.close(fig)
+    assert texts == ["1.00", "0.00", "0.00", "0.30"]
