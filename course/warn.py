@@ -29,19 +29,21 @@ def warn(message: str, category: type[Warning] = UserWarning) -> None:
         level += 1
     if frame is not None and _CELL_FILE.search(frame.f_code.co_filename):
         registry = frame.f_globals.setdefault("__warningregistry__", {})
-        warnings.warn_explicit(message, category, _cell_name(), frame.f_lineno,
+        warnings.warn_explicit(message, category, _cell_name(frame.f_code.co_filename),
+                               frame.f_lineno,
                                module=str(frame.f_globals.get("__name__", "__main__")),
                                registry=registry)
         return
     warnings.warn(message, category, stacklevel=level)
 
 
-def _cell_name() -> str:
-    """``Cell In[N]`` for the cell running now (``Cell`` outside IPython)."""
+def _cell_name(filename: str) -> str:
+    """``Cell In[N]`` for the cell compiled to ``filename``, as IPython's tracebacks name it."""
     try:
         from IPython import get_ipython
     except ImportError:
         return "Cell"
-    shell = get_ipython()
-    count = getattr(shell, "execution_count", None)
+    # IPython's own map from a cell's file to its execution count (what its tracebacks use)
+    names = getattr(getattr(get_ipython(), "compile", None), "_filename_map", None)
+    count = names.get(filename) if isinstance(names, dict) else None
     return f"Cell In[{count}]" if count is not None else "Cell"
