@@ -246,17 +246,25 @@ def loss_curve(
     if not runs or any(len(v) == 0 for v in runs.values()):
         raise ValueError("loss_curve needs at least one non-empty list of losses")
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    single, any_smoothed = len(runs) == 1, False
     for name, values in runs.items():
         y = np.asarray([float(v) for v in values])
-        line, = ax.plot(y, alpha=0.35 if smooth > 1 else 1.0, label=None if smooth > 1 else name)
-        if smooth > 1 and len(y) >= smooth:
+        smoothed = smooth > 1 and len(y) >= smooth
+        # Every line drawn is explained: one run names its faint per-step line and its running
+        # mean; several runs name their means, and the legend's title says which line is which.
+        raw_label = ("each step" if single else None) if smoothed else name
+        line, = ax.plot(y, alpha=0.35 if smoothed else 1.0, label=raw_label)
+        if smoothed:
             avg = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
-            ax.plot(np.arange(smooth - 1, len(y)), avg, color=line.get_color(), label=name)
+            ax.plot(np.arange(smooth - 1, len(y)), avg, color=line.get_color(),
+                    label=f"mean of {smooth} steps" if single else name)
+            any_smoothed = True
     ax.set_xlabel(xlabel)
     ax.set_ylabel("loss")
     ax.set_title(title)
-    if len(runs) > 1 or smooth > 1:
-        ax.legend()
+    if len(ax.lines) > 1:
+        ax.legend(title=None if single or not any_smoothed
+                  else f"faint: each step; solid: mean of {smooth} steps")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -130,6 +130,10 @@ def test_loss_curve_plots_every_run():
     fig = plots.loss_curve({"symmetric": [2, 1, 0.5], "one-way": [2, 1.5, 1.2]}, smooth=2)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["symmetric", "one-way"]
+    assert "faint: each step" in fig.axes[0].get_legend().get_title().get_text()
+    fig = plots.loss_curve([3.0, 2.0, 1.5, 1.0, 0.9], smooth=2)  # one run: both lines named
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["each step", "mean of 2 steps"]
     with pytest.raises(ValueError):
         plots.loss_curve([])
 
