@@ -151,6 +151,10 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points, explained
 
 
+#: Panels per row of :func:`retrieval_gallery` (the query counts as one).
+GALLERY_COLUMNS = 6
+
+
 def retrieval_gallery(
     query: str | ImageLike,
     images: Sequence[ImageLike],
@@ -168,8 +172,14 @@ def retrieval_gallery(
     _check_length(score_list, len(images), "scores", "images")
     _check_length(captions, len(images), "captions", "images")
     n = len(images) + 1
-    fig, axes = plt.subplots(1, n, figsize=(2.0 * n, 2.6))
-    axes = np.atleast_1d(axes)
+    # At most GALLERY_COLUMNS panels a row: a wider figure is shrunk to the notebook's width,
+    # and its captions with it (at k = 10 in one row they were about 5 px high).
+    cols = min(n, GALLERY_COLUMNS)
+    rows = -(-n // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.6 * rows), squeeze=False)
+    for ax in grid.flat[n:]:
+        fig.delaxes(ax)  # the last row's empty places
+    axes = grid.flat[:n]
     first = axes[0]
     if isinstance(query, str):
         first.text(0.5, 0.5, _wrap(query), ha="center", va="center", fontsize=10, wrap=True)
