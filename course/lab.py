@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from course import labsettings
+from course import labsettings, startpage
 
 #: Only this machine can reach the server unless the learner asks otherwise.
 DEFAULT_IP = "127.0.0.1"
@@ -105,7 +105,8 @@ def prepare_workspace(workspace: str | os.PathLike[str] | None = None, *,
     """Create or update the learner's workspace; never overwrites a learner's notebook.
 
     Copies every course notebook not offered to this workspace before (all of them on the first
-    start) and writes the lab settings :func:`lab_command` points JupyterLab at.
+    start), writes the lab settings :func:`lab_command` points JupyterLab at, and the start page
+    the lab opens on (:mod:`course.startpage`, rewritten on every start).
 
     Raises:
         WorkspaceError: the folder is inside the course's repository or is not a folder.
@@ -129,6 +130,7 @@ def prepare_workspace(workspace: str | os.PathLike[str] | None = None, *,
         offered.append(notebook.name)
     _write_json(root / STATE_DIR / MANIFEST, sorted(offered))
     write_lab_settings(root)
+    startpage.write_start_page(root, course_notebooks(source))
     return WorkspaceUpdate(root, copied, first_start)
 
 

@@ -7,7 +7,9 @@ change under Settings:
   while nothing answered it (a tracker's tick showed and was never saved), and the widget manager
   marks a notebook with restored state as modified as soon as it opens;
 * no news, no update checks and no Extension Manager: the course works offline, and a pop-up
-  asking to fetch news is the first thing a learner would otherwise see.
+  asking to fetch news is the first thing a learner would otherwise see;
+* the lab opens on the course's start page (:mod:`course.startpage`), rendered, not on the
+  Launcher, and the file browser shows whole file names.
 
 What a saved notebook shows instead: the server's pre-save hook (:func:`strip_widget_views`, set
 by ``SERVER_OPTIONS``) drops each output's live widget view when the file is written, so a
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from course.display import WIDGET_VIEW
+from course.startpage import START_PAGE
 
 #: JupyterLab settings defaults, by plugin id (written to ``overrides.d/course.json``).
 OVERRIDES: dict[str, dict[str, Any]] = {
@@ -42,6 +45,11 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     # It lists and installs from the package index: offline it only fails, and a learner's lab
     # needs no extensions beyond the course's.
     "@jupyterlab/extensionmanager-extension:plugin": {"enabled": False},
+    # The course's file names are long ("03_contrastive_loss_math.ipynb"): give the file browser's
+    # name column the room the Modified column took, so that names are not cut.
+    "@jupyterlab/filebrowser-extension:browser": {"showLastModifiedColumn": False},
+    # The start page (course.startpage) and any Markdown file open rendered, as a page to read.
+    "@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"markdown": "Markdown Preview"}},
 }
 
 #: The server side: nothing is fetched even if asked (no news, no update checks, an Extension
@@ -51,6 +59,8 @@ SERVER_OPTIONS = [
     "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
     "--LabApp.extension_manager=readonly",
     "--ContentsManager.pre_save_hook=course.labsettings.strip_widget_views",
+    # open on the course's start page instead of JupyterLab's Launcher
+    f"--LabApp.default_url=/lab/tree/{START_PAGE}",
 ]
 
 OVERRIDES_FILE = Path("overrides.d") / "course.json"
@@ -84,13 +94,47 @@ def write_overrides(app_settings_dir: str | os.PathLike[str]) -> list[str]:
     path = target / OVERRIDES_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(OVERRIDES, indent=2) + "\n", encoding="utf-8")
+    write_first_layout(target.parent / WORKSPACES_DIR)
     return lab_options(target)
 
 
 def lab_options(app_settings_dir: str | os.PathLike[str]) -> list[str]:
-    """The ``jupyter lab`` options that use ``app_settings_dir`` and fetch nothing."""
-    return [f"--LabApp.app_settings_dir={Path(app_settings_dir).expanduser().resolve()}",
-            *SERVER_OPTIONS]
+    """The ``jupyter lab`` options that use ``app_settings_dir`` and fetch nothing.
+
+    The lab's layouts (JupyterLab "workspaces") are kept beside it, in ``workspaces/``.
+    """
+    folder = Path(app_settings_dir).expanduser().resolve()
+    return [f"--LabApp.app_settings_dir={folder}",
+            f"--LabApp.workspaces_dir={folder.parent / WORKSPACES_DIR}", *SERVER_OPTIONS]
+
+
+#: Where :func:`lab_options` keeps the lab's layouts, beside the settings folder.
+WORKSPACES_DIR = "workspaces"
+#: The layout a learner's lab starts from: the file browser open and wide enough for the
+#: course's file names (about a quarter of the window; JupyterLab's default cuts them), the
+#: right sidebar closed. JupyterLab saves the learner's own layout over it as they work.
+FIRST_LAYOUT: dict[str, Any] = {
+    "data": {"layout-restorer:data": {
+        "left": {"collapsed": False, "visible": True, "current": "filebrowser",
+                 "widgets": ["filebrowser", "running-sessions", "@jupyterlab/toc:plugin"]},
+        "right": {"collapsed": True, "visible": True, "widgets": []},
+        "relativeSizes": [0.24, 0.76, 0],
+    }},
+    "metadata": {"id": "default"},
+}
+
+
+def write_first_layout(workspaces_dir: str | os.PathLike[str]) -> Path | None:
+    """Give a lab with no saved layout :data:`FIRST_LAYOUT`; returns the file written, if any."""
+    from jupyterlab_server.workspaces_handler import WORKSPACE_EXTENSION, slugify
+
+    folder = Path(workspaces_dir)
+    path = folder / (slugify("default") + WORKSPACE_EXTENSION)
+    if path.exists():
+        return None  # the learner's own layout: theirs to keep
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(FIRST_LAYOUT, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def kernel_metadata(kernel_name: str = "python3") -> dict[str, dict[str, Any]]:

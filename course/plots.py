@@ -15,6 +15,12 @@ from course.metrics import accuracy
 ImageLike = Any  # PIL image, HxW(xC) array or a path
 
 
+
+def cell_text(value: float, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals for a matrix cell, never "-0.00" (a tiny negative)."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+
 def similarity_heatmap(
     similarity: torch.Tensor | np.ndarray,
     images: Sequence[ImageLike] | None = None,
@@ -54,7 +60,7 @@ def similarity_heatmap(
         low, high = im.get_clim()
         mid = (low + high) / 2
         for (i, j), value in np.ndenumerate(sim):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+            ax.text(j, i, cell_text(value), ha="center", va="center", fontsize=9,
                     color="black" if value > mid else "white")
     ax.set_xticks(range(cols))
     ax.set_xticklabels([str(t) for t in texts] if texts is not None else
@@ -145,6 +151,10 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points, explained
 
 
+#: Panels per row of :func:`retrieval_gallery` (the query counts as one).
+GALLERY_COLUMNS = 6
+
+
 def retrieval_gallery(
     query: str | ImageLike,
     images: Sequence[ImageLike],
@@ -162,8 +172,14 @@ def retrieval_gallery(
     _check_length(score_list, len(images), "scores", "images")
     _check_length(captions, len(images), "captions", "images")
     n = len(images) + 1
-    fig, axes = plt.subplots(1, n, figsize=(2.0 * n, 2.6))
-    axes = np.atleast_1d(axes)
+    # At most GALLERY_COLUMNS panels a row: a wider figure is shrunk to the notebook's width,
+    # and its captions with it (at k = 10 in one row they were about 5 px high).
+    cols = min(n, GALLERY_COLUMNS)
+    rows = -(-n // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.6 * rows), squeeze=False)
+    for ax in grid.flat[n:]:
+        fig.delaxes(ax)  # the last row's empty places
+    axes = grid.flat[:n]
     first = axes[0]
     if isinstance(query, str):
         first.text(0.5, 0.5, _wrap(query), ha="center", va="center", fontsize=10, wrap=True)
@@ -213,7 +229,7 @@ def confusion_matrix_plot(
     if len(names) <= 15:
         for (i, j), value in np.ndenumerate(matrix):
             if value:
-                ax.text(j, i, f"{value:.2f}" if normalize else f"{int(value)}", ha="center",
+                ax.text(j, i, cell_text(value) if normalize else f"{int(value)}", ha="center",
                         va="center", fontsize=7, color="white" if value > matrix.max() / 2 else "black")
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
@@ -240,17 +256,25 @@ def loss_curve(
     if not runs or any(len(v) == 0 for v in runs.values()):
         raise ValueError("loss_curve needs at least one non-empty list of losses")
     fig, ax = plt.subplots(figsize=(6, 3.5))
+    single, any_smoothed = len(runs) == 1, False
     for name, values in runs.items():
         y = np.asarray([float(v) for v in values])
-        line, = ax.plot(y, alpha=0.35 if smooth > 1 else 1.0, label=None if smooth > 1 else name)
-        if smooth > 1 and len(y) >= smooth:
+        smoothed = smooth > 1 and len(y) >= smooth
+        # Every line drawn is explained: one run names its faint per-step line and its running
+        # mean; several runs name their means, and the legend's title says which line is which.
+        raw_label = ("each step" if single else None) if smoothed else name
+        line, = ax.plot(y, alpha=0.35 if smoothed else 1.0, label=raw_label)
+        if smoothed:
             avg = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
-            ax.plot(np.arange(smooth - 1, len(y)), avg, color=line.get_color(), label=name)
+            ax.plot(np.arange(smooth - 1, len(y)), avg, color=line.get_color(),
+                    label=f"mean of {smooth} steps" if single else name)
+            any_smoothed = True
     ax.set_xlabel(xlabel)
     ax.set_ylabel("loss")
     ax.set_title(title)
-    if len(runs) > 1 or smooth > 1:
-        ax.legend()
+    if len(ax.lines) > 1:
+        ax.legend(title=None if single or not any_smoothed
+                  else f"faint: each step; solid: mean of {smooth} steps")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

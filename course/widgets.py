@@ -16,7 +16,7 @@ current view beside the live widget, for every place the widget itself cannot re
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -106,6 +106,19 @@ class _Panel:
     view: Figure | None = None
     _said: tuple[str, bool] = ("", False)
     _view_html: tuple[Figure | None, str] = (None, "")
+    #: The settings whose result is shown now (None after a problem): a button click that asks
+    #: again for what is on screen does nothing. Typing and then clicking the button would
+    #: otherwise run twice: leaving the text box commits its value (one run), then the click.
+    _shown: tuple[tuple[str, str], ...] | None = None
+
+    def _run_if_new(self) -> None:
+        """Run unless the result for the current settings is already shown."""
+        if tuple(self.settings()) != self._shown:
+            self.run()  # type: ignore[attr-defined]  # every panel has one
+
+    def _shown_now(self) -> None:
+        """Record that the current settings' result is on screen."""
+        self._shown = tuple(self.settings())
 
     def settings(self) -> list[tuple[str, str]]:
         """``(name, value)`` of each input as it is now, for the static copies."""
@@ -134,6 +147,7 @@ class _Panel:
         self.say(text)
         self.output.clear_output()
         self.view = None
+        self._shown = None
 
     def _text(self) -> str:
         lines = [f"{self.title} (a live widget: run the notebook to use it)"]
@@ -187,7 +201,8 @@ class ZeroShotPlayground(_Panel):
         self.templates = templates
         self.picker = w.Dropdown(options=list(self.images), description="image")
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="upload")
-        self.labels = w.Text(value=labels, description="labels",
+        # continuous_update=False: the value changes on Enter (or leaving the box), not per key
+        self.labels = w.Text(value=labels, description="labels", continuous_update=False,
                              placeholder="comma-separated, e.g. a cat, a dog",
                              layout=w.Layout(width="60%"))
         self.button = w.Button(description="classify", button_style="primary")
@@ -195,13 +210,14 @@ class ZeroShotPlayground(_Panel):
         self.output = w.Output()
         self.picker.observe(lambda change: self.run(), names="value")
         self.upload.observe(self._on_upload, names="value")
-        self.button.on_click(lambda button: self.run())
+        self.labels.observe(lambda change: self._run_if_new(), names="value")  # Enter
+        self.button.on_click(lambda button: self._run_if_new())
         self.widget = w.VBox([w.HBox([self.picker, self.upload]),
                               w.HBox([self.labels, self.button]), self.message, self.output])
         if labels.strip():
             self.run()  # the first result shows at once
         else:
-            self.say("Type labels separated by commas and press classify.", error=False)
+            self.say("Type labels separated by commas and press Enter or classify.", error=False)
 
     def settings(self) -> list[tuple[str, str]]:
         """The chosen image and the typed labels."""
@@ -235,6 +251,7 @@ class ZeroShotPlayground(_Panel):
             return None
         self.show(probability_figure(labels, probs, image, title=name))
         self.say(f"{self.clip.name}: {len(labels)} label(s)", error=False)
+        self._shown_now()
         return dict(zip(labels, probs.tolist()))
 
 
@@ -266,9 +283,9 @@ class SearchBox(_Panel):
         self.button = w.Button(description="search", button_style="primary")
         self.message = w.HTML()
         self.output = w.Output()
-        self.query.observe(lambda change: self.run(), names="value")  # Enter or leaving the box
-        self.k.observe(lambda change: self.run(), names="value")
-        self.button.on_click(lambda button: self.run())
+        self.query.observe(lambda change: self._run_if_new(), names="value")  # Enter, leaving
+        self.k.observe(lambda change: self._run_if_new(), names="value")
+        self.button.on_click(lambda button: self._run_if_new())
         self.widget = w.VBox([w.HBox([self.query, self.button]), self.k, self.message, self.output])
         if query.strip():
             self.run()
@@ -303,6 +320,7 @@ class SearchBox(_Panel):
         self.show(fig)
         self.say(f"{self.clip.name}: {len(rows)} best of {len(self.index)} images for {query!r}",
                  error=False)
+        self._shown_now()
         return list(zip(rows, scores))
 
 
@@ -383,7 +401,7 @@ class WiseFTExplorer(_Panel):
         return {name: acc for name, (acc, _) in results.items()}
 
     def figure(self, alpha: float, results: Mapping[str, tuple[float, list[str]]]) -> Figure:
-        """Example images of each domain, titled with the prediction (green right, red wrong)."""
+        """Example images of each domain, titled with the prediction (✓ green right, ✗ red wrong)."""
         import matplotlib.pyplot as plt
 
         rows, cols = len(self.domains), max(1, self.examples)
@@ -397,10 +415,67 @@ class WiseFTExplorer(_Panel):
                     continue
                 ax.imshow(images[col])
                 right = predictions[col] == labels[col]
-                ax.set_title(predictions[col], fontsize=8, color="tab:green" if right else "tab:red")
+                # a mark as well as a colour: red and green alone fail colour-blind readers
+                ax.set_title(f"{'✓' if right else '✗'} {predictions[col]}", fontsize=9,
+                             color="tab:green" if right else "tab:red")
             axes[row, 0].text(-0.08, 0.5, f"{name}\n{accuracy:.0%}", transform=axes[row, 0].transAxes,
                               ha="right", va="center", fontsize=9)
         fig.suptitle(f"WiSE-FT alpha = {alpha:.1f} (0 = zero-shot, 1 = fine-tuned)", fontsize=10)
         fig.tight_layout()
         plt.close(fig)  # displayed by run(), never again by pyplot
+        return fig
+
+
+class FigureSlider(_Panel):
+    """A slider over chosen values and the figure ``draw(value)`` makes, e.g. a temperature.
+
+    The slider offers exactly ``values`` (so 0.07 reads "0.07", not the 0.0707946 of a log
+    slider), its label is shown whole, and the display carries static copies like every panel.
+
+    Args:
+        draw: makes the figure for one value (closed with ``plt.close`` or not, either works).
+        values: the values offered, in order.
+        value: the starting value (drawn at once); default the first.
+        label: what the slider sets, e.g. ``"temperature τ"``.
+        title: what the static copies call the panel.
+    """
+
+    def __init__(self, draw: Callable[[Any], Figure], values: Sequence[Any], value: Any = None,
+                 label: str = "value", title: str = "Figure slider") -> None:
+        import ipywidgets as w
+
+        options = list(values)
+        if not options:
+            raise ValueError("a FigureSlider needs at least one value to offer")
+        start = options[0] if value is None else value
+        if start not in options:
+            raise ValueError(f"the starting value {start!r} is not one of the values {options}")
+        self.draw, self.title = draw, title
+        self.slider = w.SelectionSlider(options=[(f"{v:g}" if isinstance(v, float) else str(v), v)
+                                                 for v in options],
+                                        value=start, description=label, continuous_update=False,
+                                        style={"description_width": "initial"},
+                                        layout=w.Layout(width="420px"))
+        self.message = w.HTML()
+        self.output = w.Output()
+        self.slider.observe(lambda change: self.run(), names="value")
+        self.widget = w.VBox([self.slider, self.message, self.output])
+        self.run()
+
+    def settings(self) -> list[tuple[str, str]]:
+        """The slider's label and value, as the slider shows it."""
+        return [(str(self.slider.description), str(self.slider.label))]
+
+    def run(self) -> Figure | None:
+        """Draw the figure for the slider's value; returns it (None on a problem)."""
+        import matplotlib.pyplot as plt
+
+        try:
+            fig = self.draw(self.slider.value)
+        except Exception as error:  # noqa: BLE001 - a slider shows problems, it never crashes
+            self.fail(f"Could not draw {self.slider.label}: {type(error).__name__}: {error}")
+            return None
+        plt.close(fig)  # shown in the output below, never again by pyplot
+        self.show(fig)
+        self.say(f"{self.slider.description} = {self.slider.label}", error=False)
         return fig

@@ -183,9 +183,11 @@ photo_labels = ["a cat", "an astronaut", "a cup of coffee", "a rocket"]
 photo_probs = course.ZeroShotClassifier(clip, photo_labels).predict_proba(photos)
 similarity_heatmap(photo_probs, photos, photo_labels, title=f"real photos ({clip.name})");
 if clip.name == "pocket":
-    print("pocket has never seen a photo, nor the words 'cat' or 'rocket': whatever it answers "
-          "in this heatmap is noise, however confident. With the real CLIP (course.load_clip('openai/"
-          "clip-vit-base-patch32') on a machine that has it) the diagonal lights up.")
+    # short lines: a long printed line wraps wherever the output area ends, mid-word too
+    print("pocket has never seen a photo, nor the words 'cat' or 'rocket':\n"
+          "whatever it answers in this heatmap is noise, however confident.\n"
+          "With the real CLIP (course.load_clip('openai/clip-vit-base-patch32')\n"
+          "on a machine that has it) the diagonal lights up.")
 
 # %% [markdown]
 # ## 5. How the course works

@@ -237,16 +237,19 @@ fig.tight_layout()
 # Move the slider yourself (it needs a running kernel):
 
 # %%
-import ipywidgets as widgets
+from course.widgets import FigureSlider
 
 
-def show(temperature=0.07):
-    softmax_bars(temperature)
-    plt.show()
+def temperature_figure(temperature):
+    """One row of cosines through the softmax at this temperature."""
+    fig, ax = plt.subplots(figsize=(4.5, 2.8))
+    softmax_bars(temperature, ax)
+    fig.tight_layout()
+    return fig
 
 
-widgets.interact(show, temperature=widgets.FloatLogSlider(value=0.07, base=10, min=-2.3,
-                                                            max=0.3, step=0.05));
+FigureSlider(temperature_figure, values=[0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0],
+             value=0.07, label="temperature τ", title="Softmax at a temperature")
 
 # %% [markdown]
 # CLIP does not pick $\tau$ by hand. It learns $s = \log(1/\tau)$, the **logit scale**, as one

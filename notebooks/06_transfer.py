@@ -91,7 +91,7 @@ split = few_shot_split(labels, k=4, n_val=4, seed=0)
 probe = LinearProbe().fit(embeds[split.train], labels[split.train],
                           embeds[split.val], labels[split.val])
 print(f"train {len(split.train)}, validation {len(split.val)}, test {len(split.test)} images")
-print(f"C chosen on validation: {probe.C_:g}")
+print(f"C chosen on validation: {probe.C_:.4g}")
 print(f"4-shot probe: {probe.score(embeds[split.test], labels[split.test])}")
 print(f"zero-shot on the same test images: "
       f"{metrics.accuracy(zero_shot.predict(embeds[split.test]), labels[split.test])}")

@@ -259,7 +259,7 @@ def record(name: str, rows: list[dict]) -> None:
 # %%
 probes = [LinearProbe().fit(pool_embeds[s.train], pool_labels[s.train],
                             pool_embeds[s.val], pool_labels[s.val]) for s in splits]
-print("C chosen on validation, per split:", ", ".join(f"{probe.C_:g}" for probe in probes))
+print("C chosen on validation, per split:", ", ".join(f"{probe.C_:.4g}" for probe in probes))
 record("linear probe", [evaluate(probe.predict) for probe in probes])
 
 # %% [markdown]
@@ -287,10 +287,12 @@ for seed, s in enumerate(splits):
     tip.tune(pool_embeds[s.val], list(pool_labels[s.val]))
     tips.append(tip)
     validation = metrics.accuracy(zero_shot.predict(pool_embeds[s.val]), pool_labels[s.val])
-    print(f"split {seed}: alpha = {tip.alpha:g}, beta = {tip.beta:g} | zero-shot on its "
-          f"{len(s.val)} validation scans {validation:.1%}, on the test scans "
-          f"{results['zero-shot']['scan'][0]:.1%} | Tip-Adapter on the test scans "
-          f"{metrics.accuracy(tip.predict(scan_embeds), truth):.1%}")
+    # short lines: a long printed line wraps wherever the output area ends, mid-word too
+    tip_test = metrics.accuracy(tip.predict(scan_embeds), truth)
+    print(f"split {seed}: alpha = {tip.alpha:g}, beta = {tip.beta:g}\n"
+          f"  zero-shot on its {len(s.val)} validation scans {validation:.1%}, "
+          f"on the test scans {results['zero-shot']['scan'][0]:.1%}\n"
+          f"  Tip-Adapter on the test scans {tip_test:.1%}")
 record("Tip-Adapter", [evaluate(tip.predict) for tip in tips])
 # a diagnosis on the test scans, not a choice: split 0's cache with a setting other splits chose
 diagnosis = TipAdapter.from_support(zero_shot, pool_embeds[split.train], list(pool_labels[split.train]),
@@ -306,7 +308,7 @@ print(f"split 0's cache with alpha = 16, beta = 50: "
 # keeps the first setting it tried among equals. Yet split 0's cache is not useless: with the
 # setting two other splits chose, it gains on the test scans like theirs do (the last line,
 # a diagnosis we may print but must not choose by). Compare zero-shot's validation and test
-# accuracy on each line: 24 images are a coarse and noisy ruler (one image moves the accuracy by
+# accuracy for each split: 24 images are a coarse and noisy ruler (one image moves the accuracy by
 # more than 4 points). The choice, not the cache, failed on split 0; this is why one split
 # cannot rank methods.
 #

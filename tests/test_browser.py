@@ -87,12 +87,21 @@ class Lab:
 
     def __init__(self, base: Path) -> None:
         self.base = base
+        env = kernel_env(base / "kernel", course_root=ROOT)
         # The learner's workspace, filled as `course lab` fills it (copies of the shipped
-        # notebooks, fitted to this machine's kernel), and the lab started with its options.
-        self.workspace = prepare_workspace(base / "workspace").workspace
+        # notebooks, fitted to this machine's kernel; a start page naming the progress file
+        # the lab's kernels use), and the lab started with its options.
+        before = os.environ.get("COURSE_PROGRESS_FILE")
+        os.environ["COURSE_PROGRESS_FILE"] = env["COURSE_PROGRESS_FILE"]
+        try:
+            self.workspace = prepare_workspace(base / "workspace").workspace
+        finally:
+            if before is None:
+                os.environ.pop("COURSE_PROGRESS_FILE")
+            else:
+                os.environ["COURSE_PROGRESS_FILE"] = before
         self.port, self.token = _free_port(), secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
-        env = kernel_env(base / "kernel", course_root=ROOT)
         for name, folder in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
                              ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"),
                              ("MPLCONFIGDIR", "matplotlib")):
@@ -331,6 +340,27 @@ def test_jupyterlab_has_the_course_settings(lab):
     for plugin_id, values in OVERRIDES.items():
         schema = lab.api("GET", f"/lab/api/settings/{plugin_id}")["schema"]["properties"]
         assert {key: schema[key]["default"] for key in values} == values
+
+
+def test_the_lab_opens_on_the_start_page_with_whole_file_names(page, lab):
+    """What the eye meets first: the course's start page, not the Launcher, and whole names."""
+    page.driver.get(f"{lab.url}/?token={lab.token}")  # where `course lab` opens the browser
+    rendered = wait_for(lambda: page.js(
+        "return [...document.querySelectorAll('.jp-RenderedMarkdown')]"
+        ".find(e => e.textContent.includes('Course map'))"), "the start page, rendered")
+    text = rendered.text
+    assert "What to do first" in text and "Where your work is kept" in text
+    assert str(lab.progress_file) in text  # where progress lives, this learner's own file
+    links = page.js("return [...arguments[0].querySelectorAll('a')].map(a => a.textContent)",
+                    rendered)
+    assert {p.name for p in lab.workspace.glob("*.ipynb")} <= set(links)
+    assert page.js("return document.querySelectorAll('.jp-Launcher').length") == 0
+    names = wait_for(lambda: page.js(
+        "return [...document.querySelectorAll('.jp-DirListing-itemText')]"
+        ".map(e => [e.textContent, e.scrollWidth <= e.clientWidth + 1])"), "the file browser")
+    assert {name for name, _ in names} >= {p.name for p in lab.workspace.glob("*.ipynb")}
+    assert [name for name, whole in names if not whole] == [], "file names cut off"
+    page.screenshot("00-start-page")
 
 
 def test_shipped_notebook_opens_unmodified(zero_shot):

@@ -30,6 +30,7 @@ from course.lab import (
     reset_notebook,
     run_reset,
 )
+from course.startpage import START_PAGE
 from course.teach.kernelenv import kernel_env
 
 STARTUP_TIMEOUT = 90.0  # generous: a functional bound on a busy machine, not a speed claim
@@ -71,7 +72,8 @@ def test_first_start_copies_the_notebooks_only_and_unpaired(course_dir, tmp_path
     assert update.first_start and update.copied == ["01_intro.ipynb", "02_embeddings.ipynb"]
     assert "Copied the course's 2 notebooks" in update.message()
     visible = sorted(p.name for p in workspace.iterdir() if not p.name.startswith("."))
-    assert visible == ["01_intro.ipynb", "02_embeddings.ipynb"]  # no .py twins
+    # the notebooks (no .py twins) and the start page the lab opens on
+    assert visible == [START_PAGE, "01_intro.ipynb", "02_embeddings.ipynb"]
     copy = nbformat.read(workspace / "01_intro.ipynb", as_version=4)
     assert "jupytext" not in copy.metadata  # nothing asks any jupytext to pair it
     assert copy.cells == nbformat.read(course_dir / "01_intro.ipynb", as_version=4).cells
@@ -90,6 +92,35 @@ def test_copies_show_static_widget_copies_not_dead_views(course_dir, tmp_path):
     copy = nbformat.read(tmp_path / "ws" / "01_intro.ipynb", as_version=4)
     assert copy.cells[0].outputs[0]["data"] == {"text/plain": "Progress: 01 (0/1)",
                                                 "text/html": "<b>copy</b>"}
+
+
+def test_the_start_page_maps_the_course_and_says_where_work_lives(course_dir, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setenv("COURSE_PROGRESS_FILE", str(tmp_path / "my-progress.json"))
+    first = _notebook("x")
+    first.cells.insert(0, nbformat.v4.new_markdown_cell(
+        "# 01 · Intro | basics\n\n**Time:** 30–45 minutes · **Prerequisites:** Python\n"))
+    nbformat.write(first, course_dir / "01_intro.ipynb")
+    workspace = tmp_path / "ws"
+    prepare_workspace(workspace, source=course_dir)
+    page = (workspace / START_PAGE).read_text()
+    assert "| [01_intro.ipynb](01_intro.ipynb) | 01 · Intro \\| basics | 30–45 minutes | Python |" \
+        in page
+    assert "| [02_embeddings.ipynb](02_embeddings.ipynb) | 02_embeddings |  |  |" in page
+    assert str(tmp_path / "my-progress.json") in page and str(workspace.resolve()) in page
+    assert "[01_intro.ipynb](01_intro.ipynb)**" in page  # what to do first
+    before = (workspace / START_PAGE).stat().st_mtime_ns
+    prepare_workspace(workspace, source=course_dir)  # unchanged: not rewritten
+    assert (workspace / START_PAGE).stat().st_mtime_ns == before
+
+
+def test_the_shipped_notebooks_give_the_start_page_every_row(repo_root):
+    from course.startpage import notebook_info
+
+    for path in sorted((repo_root / "notebooks").glob("*.ipynb")):
+        info = notebook_info(path)
+        assert info.title.startswith(path.name[:2]) and "minutes" in info.time, info
+        assert info.prerequisites, info
 
 
 def test_later_starts_never_overwrite_the_learners_notebooks(course_dir, tmp_path):
@@ -333,20 +364,21 @@ def test_course_lab_serves_the_learners_copies_quietly(repo_root, tmp_path):
             base = f"http://127.0.0.1:{port}"
             listing = _wait_for_contents(proc, f"{base}/api/contents", token, log)
             served = {entry["name"] for entry in listing["content"]}
-            assert served == {p.name for p in (repo_root / "notebooks").glob("*.ipynb")}
+            assert served == {p.name for p in (repo_root / "notebooks").glob("*.ipynb")} | {
+                START_PAGE}
             # the token is really required: without it the API refuses
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(f"{base}/api/contents", timeout=10)
             assert refused.value.code == 403
 
             # Saving a notebook whose metadata asks jupytext to pair it writes no .py file
-            name = min(served)
+            name = min(served - {START_PAGE})
             paired = _notebook("my answer")
             _request(f"{base}/api/contents/{name}", token,
                      {"type": "notebook", "format": "json", "content": paired})
             assert _source_of(workspace / name) == "my answer"
             assert sorted(p.suffix for p in workspace.iterdir() if p.is_file()) == [
-                ".ipynb"] * len(served)
+                ".ipynb"] * (len(served) - 1) + [".md"]
 
             # No news pop-up, no update check, no nbgrader
             settings = json.loads(_request(
@@ -374,11 +406,16 @@ def test_course_lab_serves_the_learners_copies_quietly(repo_root, tmp_path):
             saved = nbformat.read(workspace / name, as_version=4).cells[0].outputs
             assert [sorted(o["data"]) for o in saved] == [["text/html", "text/plain"]]
             # the copies carry this machine's kernel metadata, so they open unmodified
-            other = max(served)
+            other = max(served - {START_PAGE})
             assert nbformat.read(workspace / other, as_version=4).metadata["kernelspec"] == \
                 labsettings.kernel_metadata()["kernelspec"]
             assert json.loads(_request(f"{base}/lab/api/news", token)) == {"news": []}
             assert json.loads(_request(f"{base}/lab/api/update", token))["notification"] is None
+            # the lab opens on the start page, not on the Launcher
+            opened = urllib.request.urlopen(urllib.request.Request(
+                f"{base}/", headers={"Authorization": f"token {token}"}), timeout=30)
+            assert opened.geturl().endswith(f"/lab/tree/{START_PAGE}")
+            assert "Course map" in (workspace / START_PAGE).read_text()
             page = _request(f"{base}/lab", token).decode()
             found = re.search(r'<script id="jupyter-config-data"[^>]*>(.*?)</script>', page,
                               re.DOTALL)

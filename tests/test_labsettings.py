@@ -215,3 +215,19 @@ def test_the_lab_saves_notebooks_through_the_hook(tmp_path):
                for o in saved.cells[1].outputs)
     manager.save({"type": "file", "format": "text", "content": "x"}, "notes.txt")  # not a notebook
     assert (tmp_path / "notes.txt").read_text() == "x"
+
+
+def test_first_layout_is_written_once_and_the_learners_is_kept(tmp_path, monkeypatch):
+    from jupyterlab_server.workspaces_handler import WorkspacesManager
+
+    monkeypatch.setattr(labsettings, "default_app_settings_dir", lambda: tmp_path / "none")
+    options = write_overrides(tmp_path / "state" / "settings")
+    folder = tmp_path / "state" / labsettings.WORKSPACES_DIR
+    assert f"--LabApp.workspaces_dir={folder.resolve()}" in options
+    # jupyterlab_server's own loader finds it as the "default" workspace
+    layout = WorkspacesManager(folder).load("default")["data"]["layout-restorer:data"]
+    assert layout["left"]["collapsed"] is False and layout["left"]["current"] == "filebrowser"
+    saved = next(folder.iterdir())
+    saved.write_text('{"data": {}, "metadata": {"id": "default"}}')  # the learner's own layout
+    write_overrides(tmp_path / "state" / "settings")
+    assert saved.read_text() == '{"data": {}, "metadata": {"id": "default"}}'

@@ -110,6 +110,13 @@ def test_retrieval_gallery_text_and_image_queries(data):
         plots.retrieval_gallery("q", data.images[:3], [0.1, 0.2])
 
 
+def test_a_long_gallery_wraps_into_rows_instead_of_shrinking(data):
+    fig = plots.retrieval_gallery("q", (data.images * 3)[:10], list(range(10, 0, -1)))
+    assert len(fig.axes) == 11 and fig.get_size_inches()[0] <= 2.0 * plots.GALLERY_COLUMNS
+    assert "#10" in fig.axes[10].get_title()  # best first, row by row
+    plt.close(fig)
+
+
 def test_confusion_matrix_counts():
     names = ["cat", "dog", "bird"]
     fig = plots.confusion_matrix_plot(["cat", "cat", "dog", "bird"], [0, 1, 1, 2], names,
@@ -130,5 +137,18 @@ def test_loss_curve_plots_every_run():
     fig = plots.loss_curve({"symmetric": [2, 1, 0.5], "one-way": [2, 1.5, 1.2]}, smooth=2)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["symmetric", "one-way"]
+    assert "faint: each step" in fig.axes[0].get_legend().get_title().get_text()
+    fig = plots.loss_curve([3.0, 2.0, 1.5, 1.0, 0.9], smooth=2)  # one run: both lines named
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["each step", "mean of 2 steps"]
     with pytest.raises(ValueError):
         plots.loss_curve([])
+
+
+def test_matrix_cells_never_show_minus_zero():
+    assert [plots.cell_text(v) for v in (-0.001, -0.0, 0.004, -0.006, -1.25)] == [
+        "0.00", "0.00", "0.00", "-0.01", "-1.25"]
+    fig = plots.similarity_heatmap(np.array([[1.0, -0.001], [-0.0042, 0.3]]))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    plt.close(fig)
+    assert texts == ["1.00", "0.00", "0.00", "0.30"]

@@ -182,7 +182,7 @@ def test_playground_shows_its_first_result_at_once(playground):
 
 def test_playground_without_labels_starts_with_a_hint_not_an_error(pocket):
     panel = ZeroShotPlayground(pocket, {"shape": shapes.generate(1, seed=2).images[0]})
-    assert panel.view is None and "press classify" in panel.message.value
+    assert panel.view is None and "press Enter or classify" in panel.message.value
     assert "#a50e0e" not in panel.message.value  # grey, not red
     assert "<img" not in panel._repr_mimebundle_()["text/html"]
 
@@ -237,3 +237,90 @@ def test_static_copy_escapes_what_was_typed(pocket):
                                labels="<b>x</b>, <script>")
     html = panel._repr_mimebundle_()["text/html"]
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+# -- one run per request, Enter where there is a text box, marks beyond colour ----------------------
+
+def _count_runs(panel, monkeypatch) -> list[int]:
+    runs: list[int] = []
+    real = type(panel).run
+
+    def counted(self):
+        runs.append(1)
+        return real(self)
+
+    monkeypatch.setattr(type(panel), "run", counted)
+    return runs
+
+
+def test_typing_then_clicking_search_runs_once(search_box, monkeypatch):
+    box, _ = search_box
+    runs = _count_runs(box, monkeypatch)
+    box.query.value = "a blue square"  # leaving the box commits the value: one search
+    box.button.click()                 # the click asks for what is on screen: nothing more
+    assert len(runs) == 1 and "a blue square" in box.message.value
+    box.button.click()  # still the same: no run
+    box.query.value = "a red circle"
+    assert len(runs) == 2
+    box.k.value = 2     # a new k is a new search
+    assert len(runs) == 3 and "2 best of 12" in box.message.value
+
+
+def test_enter_in_the_label_box_classifies_and_a_click_after_it_does_not_repeat(playground,
+                                                                                monkeypatch):
+    runs = _count_runs(playground, monkeypatch)
+    assert playground.labels.continuous_update is False  # the value changes on Enter, not per key
+    playground.labels.value = "a red circle, a cat, a dog"  # what Enter commits
+    assert len(runs) == 1 and "3 label(s)" in playground.message.value
+    playground.button.click()
+    assert len(runs) == 1
+    playground.labels.value = ""  # a problem: the next click tries again
+    playground.button.click()
+    assert len(runs) == 3 and "Type at least one label" in playground.message.value
+
+
+def test_explorer_marks_right_and_wrong_with_a_symbol(explorer):
+    fig = explorer.figure(0.0, explorer.evaluate(0.0))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles and all(t[0] in "✓✗" for t in titles)
+    for ax in fig.axes:
+        if ax.get_title():
+            right = ax.get_title().startswith("✓")
+            assert ax.title.get_color() == ("tab:green" if right else "tab:red")
+
+
+def test_figure_slider_offers_exact_values_with_a_whole_label():
+    import matplotlib.pyplot as plt
+
+    from course.display import WIDGET_VIEW
+    from course.widgets import FigureSlider
+
+    drawn = []
+
+    def draw(t):
+        drawn.append(t)
+        fig, ax = plt.subplots()
+        ax.set_title(f"t = {t}")
+        return fig
+
+    panel = FigureSlider(draw, [0.01, 0.07, 1.0], value=0.07, label="temperature τ")
+    assert drawn == [0.07] and panel.view is not None  # drawn at once
+    assert panel.slider.label == "0.07" and panel.slider.description == "temperature τ"
+    assert panel.slider.style.description_width == "initial"  # the label is not cut
+    panel.slider.value = 1.0
+    assert drawn == [0.07, 1.0] and "temperature τ = 1" in panel.message.value
+    bundle = panel._repr_mimebundle_()
+    assert WIDGET_VIEW in bundle and "temperature τ: 1" in bundle["text/plain"]
+    assert "interactive(" not in bundle["text/plain"] and "<img" in bundle["text/html"]
+    with pytest.raises(ValueError, match="not one of the values"):
+        FigureSlider(draw, [0.01, 0.07], value=0.5)
+
+
+def test_figure_slider_shows_a_failing_draw_as_a_message():
+    from course.widgets import FigureSlider
+
+    def draw(t):
+        raise RuntimeError("bad value")
+
+    panel = FigureSlider(draw, [1, 2])
+    assert panel.view is None and "bad value" in panel.message.value
