@@ -292,7 +292,7 @@ for stretch in (1.0, 1.1, 1.3, 1.5, 2.0):
 #
 # ## 6. Reading the scores: the modality gap
 #
-# "Why is my best match only 0.25?" is among the questions CLIP users ask most
+# "Why is my best match so low?" is among the questions CLIP users ask most
 # ([openai/CLIP #405](https://github.com/openai/CLIP/issues/405)). Part of the answer is that
 # image and text embeddings do not share the sphere evenly: each modality sits in its own region,
 # and Liang et al. (2022, [*Mind the Gap*](https://arxiv.org/abs/2203.02053)) measure the
@@ -380,16 +380,16 @@ print(f"image 0: best cosine {row.max():.2f}, 48-way softmax of the raw cosines 
       f"{row.softmax(dim=0).max():.1%}, of {clip.logit_scale:.1f} x cosine {(clip.logit_scale * row).softmax(dim=0).max():.1%}")
 
 # %% [markdown]
-# A cosine of 0.3 is not "30% sure". Cosines live in $[-1, 1]$, and with the gap a caption never
+# A cosine is not a confidence. Cosines live in $[-1, 1]$, and with the gap a caption never
 # reaches 1 with any image, so the raw scores of the right and the wrong captions differ by a few
-# tenths at most (on real CLIP, whose matches users report around 0.25-0.35 in the issue above,
+# tenths at most (on real CLIP, whose best matches users report in the issue above are low,
 # by a few hundredths). A softmax of such scores is nearly uniform. The logit scale $s$ stretches the
 # differences before the softmax: that is what turns a band of cosines into a confident choice.
 # Read a single cosine only against the other candidates' cosines, never against 1.
 #
 # **Close the gap by hand?** Shift every image embedding by $-\lambda\Delta$ and every class
 # embedding by $+\lambda\Delta$, renormalise (Liang et al., section 5), and measure 48-way
-# zero-shot accuracy on the 240 images as $\lambda$ goes from 0 (as trained) to 0.5 (centres
+# zero-shot accuracy on the 240 images as $\lambda$ goes from $0$ (as trained) to $0.5$ (centres
 # meet):
 
 # %%

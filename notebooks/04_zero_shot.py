@@ -412,7 +412,7 @@ ax.legend();
 # sigmoids when the labels are not mutually exclusive (tags, attributes, "is any of these
 # present?"); use the softmax when exactly one label is right.
 #
-# ## 10. Calibration: is "90% sure" right 90% of the time?
+# ## 10. Calibration: is a confident answer as often right as it claims?
 #
 # A classifier is **calibrated** when, among the images it gives confidence $p$, a share $p$ is
 # right (Guo et al., 2017, [*On Calibration of Modern Neural

@@ -341,7 +341,7 @@ print(f"mean cosine between two scans: same shape {cosines[same & off_diagonal].
 # vectors start as the word embeddings of "a photo of a", so before training CoOp *is* that
 # one-template zero-shot classifier (the first row below), and training moves the prompt to
 # where scans are told apart best. It is `course.prompt_learning.CoOp`; the paper's SGD
-# (learning rate 0.002, cosine schedule), 50 epochs.
+# (`lr=0.002`, cosine schedule), 50 epochs.
 
 # %%
 one_template = course.ZeroShotClassifier(pocket, shapes.SHAPES, templates=["a photo of a {}."])
