@@ -358,6 +358,7 @@ class ApproximateIndex:
         data = np.ascontiguousarray(unit_rows(embeds).numpy(), dtype=np.float32)
 
         quantizer = faiss.IndexFlatIP(self.dim)
+        index: Any  # IndexIVFFlat or IndexIVFPQ
         if self.pq is None:
             index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
         else:

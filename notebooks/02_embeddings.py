@@ -322,6 +322,23 @@ for model in (untrained, clip):
           f"{(x @ x.T)[off_diagonal].mean():.2f}, of two captions {(y @ y.T)[off_diagonal].mean():.2f}")
 
 # %% [markdown]
+# ### Exercise 4: the modality gap
+#
+# Write `modality_gap(image_embeds, text_embeds)`: rows of `image_embeds` (N, D) and
+# `text_embeds` (M, D), **not** necessarily unit length, and $N \ne M$ allowed; return the
+# distance between the two centres defined above, as a float. NumPy or torch.
+
+# %% course={"exercise": "nb02.q4", "role": "stub"}
+def modality_gap(image_embeds, text_embeds):
+    """Distance between the centres of the normalised image and text embeddings."""
+    raise NotImplementedError("Replace this line with your code")
+
+# %% tags=["nbval-check-output"] course={"exercise": "nb02.q4", "role": "check"}
+ex.q4.check(modality_gap)
+# ex.q4.hint()      # a hint; call again for the next one
+# ex.q4.solution()  # the course's solution
+
+# %% [markdown]
 # Untrained, any two images have a cosine near 1: the cone is that narrow, and the two cones are
 # far apart. Training spreads each modality over the sphere and pulls the cones towards each
 # other, but it does not close the gap.
@@ -502,4 +519,5 @@ ProgressTracker("02_embeddings", [
     Item("I can read a similarity heatmap and pick the best caption per image", exercise="nb02.q2"),
     Item("I can read a PCA map of embeddings and say what clusters", id="pca-map"),
     Item("I can explain why un-normalised dot products mislead", exercise="nb02.q3"),
+    Item("I can measure the modality gap and say what it does to the scores", exercise="nb02.q4"),
 ])
