@@ -430,6 +430,7 @@ class ApproximateIndex:
         data = np.ascontiguousarray(unit_rows(embeds).numpy(), dtype=np.float32)
 
         quantizer = faiss.IndexFlatIP(self.dim)
+        index: Any  # IndexIVFFlat or IndexIVFPQ
         if self.pq is None:
             index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
         else:
@@ -439,6 +440,10 @@ class ApproximateIndex:
         rng = np.random.default_rng(seed)
         train = data if n <= train_size else data[np.sort(rng.choice(n, train_size, replace=False))]
         index.cp.max_points_per_centroid = max(256, -(-len(train) // self.nlist))  # no resampling
+        if self.pq is not None:
+            # FAISS warns below 39 training rows per code (9,984); fewer still train 256 codes,
+            # only coarser ones, and this index is meant to be tried on small collections too
+            index.pq.cp.min_points_per_centroid = 1
         index.train(train)
         index.add(data)
         self._quantizer = quantizer  # FAISS does not own it from Python: keep it alive

@@ -27,11 +27,14 @@
 # - explain why un-normalised dot products give misleading rankings.
 
 # %%
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import CLIPModel
 
 import course
+from course import metrics
 from course.data import shapes
 from course.exercises import nb02 as ex
 from course.plots import embedding_map, similarity_heatmap
@@ -288,6 +291,151 @@ for stretch in (1.0, 1.1, 1.3, 1.5, 2.0):
 # does not describe; the cosine does not notice the change at all. This is why every CLIP
 # implementation normalises before comparing.
 #
+# ## 6. Reading the scores: the modality gap
+#
+# "Why is my best match so low?" is among the questions CLIP users ask most
+# ([openai/CLIP #405](https://github.com/openai/CLIP/issues/405)). Part of the answer is that
+# image and text embeddings do not share the sphere evenly: each modality sits in its own region,
+# and Liang et al. (2022, [*Mind the Gap*](https://arxiv.org/abs/2203.02053)) measure the
+# distance between the two regions' centres, the **modality gap**:
+#
+# $$ \Delta = \frac{1}{N}\sum_i \hat x_i \;-\; \frac{1}{M}\sum_j \hat y_j, \qquad
+#    \text{gap} = \lVert \Delta \rVert , $$
+#
+# `course.metrics.modality_gap(image_embeds, text_embeds)`. It is 0 when both modalities share a
+# centre and up to 2 when they sit at opposite poles. Their paper finds it already at random
+# initialisation: each randomly initialised tower maps all its inputs into a narrow cone, and
+# the two cones point in different directions. Check it on pocket, untrained (the same
+# architecture with fresh random weights) and trained, on the 240 images and their captions:
+
+# %%
+torch.manual_seed(0)
+untrained = course.models.CLIP(model=CLIPModel(clip.model.config).eval(), processor=clip.processor,
+                               name="pocket at initialisation", device=torch.device("cpu"))
+data_captions = [label.caption() for label in data.labels]
+off_diagonal = ~torch.eye(len(data.images), dtype=torch.bool)
+readings = {}
+for model in (untrained, clip):
+    x = course.encode_images(model, data.images)
+    y = course.encode_texts(model, data_captions)
+    readings[model.name] = (x, y)
+    print(f"{model.name}: gap {metrics.modality_gap(x, y):.2f}; mean cosine of two images "
+          f"{(x @ x.T)[off_diagonal].mean():.2f}, of two captions {(y @ y.T)[off_diagonal].mean():.2f}")
+
+# %% [markdown]
+# ### Exercise 4: the modality gap
+#
+# Write `modality_gap(image_embeds, text_embeds)`: rows of `image_embeds` (N, D) and
+# `text_embeds` (M, D), **not** necessarily unit length, and $N \ne M$ allowed; return the
+# distance between the two centres defined above, as a float. NumPy or torch.
+
+# %% course={"exercise": "nb02.q4", "role": "stub"}
+def modality_gap(image_embeds, text_embeds):
+    """Distance between the centres of the normalised image and text embeddings."""
+    raise NotImplementedError("Replace this line with your code")
+
+# %% tags=["nbval-check-output"] course={"exercise": "nb02.q4", "role": "check"}
+ex.q4.check(modality_gap)
+# ex.q4.hint()      # a hint; call again for the next one
+# ex.q4.solution()  # the course's solution
+
+# %% [markdown]
+# Untrained, any two images have a cosine near 1: the cone is that narrow, and the two cones are
+# far apart. Training spreads each modality over the sphere and pulls the cones towards each
+# other, but it does not close the gap.
+#
+# **Why the gap survives training: the temperature.** Liang et al. show it with a simulation we
+# can repeat in a second: free embeddings, 128 matched pairs that start with a gap, trained
+# directly with `clip_loss` at three temperatures.
+
+# %%
+g = torch.Generator().manual_seed(0)
+shared = torch.randn(128, 32, generator=g)
+offset = 3.0 * F.one_hot(torch.tensor(0), 32).float()  # images pushed one way, texts the other
+for temperature in (0.01, 0.07, 1.0):
+    img = torch.nn.Parameter(shared + 0.5 * torch.randn(128, 32, generator=g) + offset)
+    txt = torch.nn.Parameter(shared + 0.5 * torch.randn(128, 32, generator=g) - offset)
+    before = metrics.modality_gap(img.detach(), txt.detach())
+    optimizer = torch.optim.Adam([img, txt], lr=0.01)
+    for _ in range(200):
+        loss = course.clip_loss(img, txt, temperature=temperature)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    print(f"temperature {temperature:<5}: gap {before:.2f} -> {metrics.modality_gap(img.detach(), txt.detach()):.2f}"
+          f"   (final loss {loss.item():.3f})")
+
+# %% [markdown]
+# The lower the temperature, the more of the gap survives. At CLIP's temperatures (0.07 at the
+# start, 0.01 once trained) the softmax saturates as soon as every image ranks its own caption
+# first by a margin: the loss is then near zero, its gradients vanish, and nothing pushes the
+# gap shut. At temperature 1 the softmax never saturates, the loss keeps pulling matched pairs
+# together, and the gap closes.
+#
+# **The scores you read.** What the gap does to the cosines: compare matched image-caption
+# pairs with all the others, and see what the logit scale $s$ (the inverse temperature,
+# notebook 03) does with them.
+
+# %%
+x, y = readings[clip.name]
+scores = x @ y.T
+same_class = torch.tensor([[a.classname == b.classname for b in data.labels] for a in data.labels])
+fig, (ax_h, ax_p) = plt.subplots(1, 2, figsize=(10, 3.4))
+ax_h.hist(scores[~same_class].numpy(), bins=50, alpha=0.6, density=True, label="other captions")
+ax_h.hist(scores[same_class].numpy(), bins=50, alpha=0.6, density=True, label="captions of its class")
+ax_h.set(xlabel="cosine(image, caption)", ylabel="density", title=f"{clip.name}: cosines")
+ax_h.legend()
+row = (x[0] @ pool_embeds.T)
+for scale, style in ((1.0, "o-"), (clip.logit_scale, "s-")):
+    probs = (scale * row).softmax(dim=0).sort(descending=True).values
+    ax_p.plot(probs.numpy(), style, ms=3, label=f"softmax({scale:.1f} x cosine)")
+ax_p.set(xlabel="rank among the 48 captions", ylabel="probability", yscale="log",
+         title=f"image 0 ({data.labels[0].classname}): scores to probabilities")
+ax_p.legend()
+fig.tight_layout()
+plt.show()
+print(f"image 0: best cosine {row.max():.2f}, 48-way softmax of the raw cosines gives it "
+      f"{row.softmax(dim=0).max():.1%}, of {clip.logit_scale:.1f} x cosine {(clip.logit_scale * row).softmax(dim=0).max():.1%}")
+
+# %% [markdown]
+# A cosine is not a confidence. Cosines live in $[-1, 1]$, and with the gap a caption never
+# reaches 1 with any image, so the raw scores of the right and the wrong captions differ by a few
+# tenths at most (on real CLIP, whose best matches users report in the issue above are low,
+# by a few hundredths). A softmax of such scores is nearly uniform. The logit scale $s$ stretches the
+# differences before the softmax: that is what turns a band of cosines into a confident choice.
+# Read a single cosine only against the other candidates' cosines, never against 1.
+#
+# **Close the gap by hand?** Shift every image embedding by $-\lambda\Delta$ and every class
+# embedding by $+\lambda\Delta$, renormalise (Liang et al., section 5), and measure 48-way
+# zero-shot accuracy on the 240 images as $\lambda$ goes from $0$ (as trained) to $0.5$ (centres
+# meet):
+
+# %%
+class_embeds = pool_embeds  # one caption per colour-shape class, in shapes.class_names() order
+delta = metrics.modality_gap_vector(data_embeds, class_embeds)
+lambdas = np.linspace(0, 0.5, 11)
+shifted_acc, shifted_gap = [], []
+for lam in lambdas:
+    xs = F.normalize(data_embeds - lam * delta, dim=-1)
+    ys = F.normalize(class_embeds + lam * delta, dim=-1)
+    shifted_acc.append(((xs @ ys.T).argmax(dim=1) == truth).float().mean().item())
+    shifted_gap.append(metrics.modality_gap(xs, ys))
+fig, ax = plt.subplots(figsize=(5.5, 3.4))
+ax.plot(lambdas, shifted_acc, "o-", label="zero-shot accuracy (48 classes)")
+ax.plot(lambdas, shifted_gap, "s--", label="modality gap")
+ax.set(xlabel="lambda (shift along the gap vector)", title="shifting the modalities together")
+ax.legend();
+print(f"accuracy {shifted_acc[0]:.1%} as trained, {shifted_acc[-1]:.1%} with the centres moved "
+      f"together (gap {shifted_gap[0]:.2f} -> {shifted_gap[-1]:.2f})")
+
+# %% [markdown]
+# The gap shrinks, but the accuracy barely moves (the printed line). Shifting every image by the
+# same vector adds nearly the same amount to all of its cosines, and a ranking does not care
+# about a constant. Liang et al. report the same: modest changes, up or down depending on the
+# task. The gap is a fact about where the embeddings sit, not a defect to repair; it explains
+# the absolute values of the scores, and (notebook 05) why text queries fare worse in a
+# compressed index.
+#
 # ## Summary
 #
 # - Each tower ends in a linear projection into the shared space; CLIP then divides every
@@ -299,6 +447,9 @@ for stretch in (1.0, 1.1, 1.3, 1.5, 2.0):
 #   while shape lives in directions the map does not draw.
 # - Raw dot products reward length: a longer raw embedding wins images it does not describe.
 #   Normalise first.
+# - Images and texts sit in two regions of the sphere (the modality gap, present from random
+#   initialisation and kept by a low temperature); read a cosine against the other candidates,
+#   never against 1, and let the logit scale turn it into a probability.
 #
 # ## Review questions
 #
@@ -369,4 +520,5 @@ ProgressTracker("02_embeddings", [
     Item("I can read a similarity heatmap and pick the best caption per image", exercise="nb02.q2"),
     Item("I can read a PCA map of embeddings and say what clusters", id="pca-map"),
     Item("I can explain why un-normalised dot products mislead", exercise="nb02.q3"),
+    Item("I can measure the modality gap and say what it does to the scores", exercise="nb02.q4"),
 ])

@@ -29,8 +29,10 @@
 # %%
 import time
 
-import numpy as np  # noqa: F401 (for your answers to the exercises)
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
 
 import course
 from course import metrics
@@ -352,6 +354,127 @@ print(", ".join(f"{label} {p:.1%}" for label, p in zip(labels_with_right, static
 probability_figure(labels_with_right, static, test.images[0], title=f"shape: {truth[0]} ({clip.name})")
 
 # %% [markdown]
+# ## 9. Independent probabilities: several labels can be true
+#
+# A softmax answers "which one of these?": its probabilities sum to 1, so "is it red?" and "is
+# it a circle?" compete for the same mass even when both are true
+# ([openai/CLIP #224](https://github.com/openai/CLIP/issues/224),
+# [open_clip #193](https://github.com/mlfoundations/open_clip/issues/193)). A multi-label
+# question needs one **independent** yes/no per label:
+#
+# $$ p(\text{label } j \mid x) = \sigma\big(a_j \cos(x, t_j) + b_j\big), $$
+#
+# a sigmoid of the same scaled cosine plus a bias. SigLIP (Zhai et al., 2023,
+# [arXiv 2303.15343](https://arxiv.org/abs/2303.15343); `course.losses.siglip_loss`) trains a
+# model with exactly this form, one $a$ and one $b$, so its scores are such probabilities out of
+# the box. Pocket was trained with the softmax loss, so its cosines have no bias that means
+# "yes"; we fit $a_j, b_j$ per label on labelled validation images (Platt scaling: a 1-D logistic
+# regression). The labels: the 8 colours and the 6 shapes, each embedded as the mean of its
+# classes' prompts ("red" = the mean of "a photo of a red circle.", "... red square.", ...).
+
+# %%
+attributes = shapes.COLORS + shapes.SHAPES
+attribute_embeds = torch.nn.functional.normalize(torch.stack([
+    class_embeds[[i for i, (c, s) in enumerate(shapes.ALL_PAIRS) if attribute in (c, s)]].mean(0)
+    for attribute in attributes]), dim=-1)
+validation = shapes.generate(480, seed=8)
+val_embeds = course.encode_images(clip, validation.images)
+
+
+def attribute_truth(labels) -> np.ndarray:
+    """(N, 14) booleans: does each image have each colour / shape?"""
+    return np.array([[a in (lab.color, lab.shape) for a in attributes] for lab in labels])
+
+
+val_cos = (val_embeds @ attribute_embeds.T).numpy()
+platt = [LogisticRegression(C=100.0).fit(val_cos[:, [j]], attribute_truth(validation.labels)[:, j])
+         for j in range(len(attributes))]
+test_cos = (image_embeds @ attribute_embeds.T).numpy()
+sigmoid_probs = np.stack([p.predict_proba(test_cos[:, [j]])[:, 1] for j, p in enumerate(platt)], axis=1)
+softmax_probs = (clip.logit_scale * torch.from_numpy(test_cos)).softmax(dim=1).numpy()
+has = attribute_truth(test.labels)
+both = ((sigmoid_probs > 0.5) == has).all(axis=1).mean()
+print(f"independent sigmoids: every one of the 14 yes/no answers right on {both:.1%} of the test images")
+print(f"softmax over the 14 labels: the two true labels both above 0.5 on "
+      f"{(((softmax_probs > 0.5) & has).sum(axis=1) == 2).mean():.1%} of the images (they share a total of 1)")
+i = 0
+fig, ax = plt.subplots(figsize=(8, 3))
+xs = np.arange(len(attributes))
+ax.bar(xs - 0.2, softmax_probs[i], 0.4, label="softmax over the 14 labels")
+ax.bar(xs + 0.2, sigmoid_probs[i], 0.4, label="independent sigmoid per label")
+ax.set_xticks(xs, attributes, rotation=45, ha="right")
+ax.set(ylabel="probability", title=f"image 0, a {truth[0]}: is it ...?")
+ax.legend();
+
+# %% [markdown]
+# The softmax splits its mass between the image's colour and its shape (and whatever else
+# looks close); the sigmoids say yes to both and no to the rest, each on its own scale. Use
+# sigmoids when the labels are not mutually exclusive (tags, attributes, "is any of these
+# present?"); use the softmax when exactly one label is right.
+#
+# ## 10. Calibration: is a confident answer as often right as it claims?
+#
+# A classifier is **calibrated** when, among the images it gives confidence $p$, a share $p$ is
+# right (Guo et al., 2017, [*On Calibration of Modern Neural
+# Networks*](https://arxiv.org/abs/1706.04599)). The **reliability diagram** bins the test images
+# by the softmax confidence of the predicted class and plots each bin's accuracy against its
+# mean confidence; the **expected calibration error** (ECE) is the gap between the two, averaged
+# over the bins weighted by their size. Zero-shot confidences come from the model's logit scale,
+# which was learned for pre-training, not for this task. **Temperature scaling** fixes that
+# with one number: divide the logits by $T$, with $T$ chosen to minimise the cross-entropy on
+# the *validation* images (never the test images), and measure on the test images.
+
+# %%
+def reliability(probs: torch.Tensor, targets: torch.Tensor, bins: int = 10):
+    """Per confidence bin: (mean confidence, accuracy, count), and the ECE."""
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == targets).float()
+    rows, ece = [], 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            rows.append((confidence[inside].mean().item(), correct[inside].mean().item(), int(inside.sum())))
+            ece += inside.float().mean().item() * abs(rows[-1][0] - rows[-1][1])
+    return rows, ece
+
+
+test_logits = classifier.logits(image_embeds)
+val_logits = classifier.logits(val_embeds)
+test_targets = classifier.label_indices(truth)
+val_targets = classifier.label_indices([lab.classname for lab in validation.labels])
+log_t = torch.zeros((), requires_grad=True)  # T = exp(log_t) > 0
+optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+
+def closure():
+    optimizer.zero_grad()
+    loss = torch.nn.functional.cross_entropy(val_logits / log_t.exp(), val_targets)
+    loss.backward()
+    return loss
+
+
+optimizer.step(closure)
+temperature = log_t.exp().item()
+fig, ax = plt.subplots(figsize=(4.8, 4.2))
+ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+for name, logits in (("as trained", test_logits), (f"T = {temperature:.2f} (fitted on validation)",
+                                                    test_logits / temperature)):
+    rows, ece = reliability(logits.softmax(dim=1), test_targets)
+    ax.plot([r[0] for r in rows], [r[1] for r in rows], "o-", label=f"{name}: ECE {ece:.3f}")
+    print(f"{name}: ECE {ece:.3f}, test accuracy {metrics.top_k_accuracy(logits, test_targets)}")
+ax.set(xlabel="confidence (softmax of the predicted class)", ylabel="accuracy in the bin",
+       title="reliability diagram, 48-way zero-shot", xlim=(0, 1.02), ylim=(0, 1.02))
+ax.legend(fontsize=8);
+
+# %% [markdown]
+# Dividing by one positive $T$ never changes which class is the largest, so accuracy is the
+# same on both lines (printed); only the confidences move. A $T$ above 1 softens over-confident
+# probabilities, below 1 sharpens under-confident ones. Read the fitted $T$ and the two ECEs:
+# they say which way pocket's confidences were off on this task. Fit $T$ again for every new
+# task or domain: a temperature is a property of the scores on that data, not of the model.
+
+# %% [markdown]
 # ## Summary
 #
 # - Zero-shot classification is a linear classifier whose weights the text tower writes from
@@ -421,6 +544,12 @@ probability_figure(labels_with_right, static, test.images[0], title=f"shape: {tr
 #   Words and Broad Concepts*](https://arxiv.org/abs/2306.07282) (WaffleCLIP): random words and
 #   characters in prompts gain about as much as descriptions written by a language model; the
 #   control of section 3.
+# - **Zhai et al., 2023**, [*Sigmoid Loss for Language Image
+#   Pre-Training*](https://arxiv.org/abs/2303.15343) (SigLIP): a pairwise sigmoid loss, whose
+#   scores are independent per-label probabilities (section 9).
+# - **Guo et al., 2017**, [*On Calibration of Modern Neural
+#   Networks*](https://arxiv.org/abs/1706.04599): reliability diagrams, expected calibration
+#   error and temperature scaling (section 10).
 #
 # ## Progress tracker
 

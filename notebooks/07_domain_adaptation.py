@@ -343,7 +343,7 @@ print(f"mean cosine between two scans: same shape {cosines[same & off_diagonal].
 # vectors start as the word embeddings of "a photo of a", so before training CoOp *is* that
 # one-template zero-shot classifier (the first row below), and training moves the prompt to
 # where scans are told apart best. It is `course.prompt_learning.CoOp`; the paper's SGD
-# (learning rate 0.002, cosine schedule), 50 epochs.
+# (`lr=0.002`, cosine schedule), 50 epochs.
 
 # %%
 one_template = course.ZeroShotClassifier(pocket, shapes.SHAPES, templates=["a photo of a {}."])
@@ -353,9 +353,10 @@ results["zero-shot, one template"] = {
 coops = [CoOp(pocket, shapes.SHAPES, context="a photo of a", seed=seed)
          .fit(pool_embeds[s.train], pool_labels[s.train]) for seed, s in enumerate(splits)]
 record("CoOp", [evaluate(coop.predict) for coop in coops])
-# the ladder's order in the table: written prompts, learned prompts, then the image side
-results = {name: results[name] for name in ["zero-shot, one template", "zero-shot", "CoOp"]
-           + [n for n in results if n not in ("zero-shot, one template", "zero-shot", "CoOp")]}
+# the ladder's order in the table: written prompts, a learned prompt, a cache, a new head
+# (fine-tuning and WiSE-FT, measured below, join at the end)
+ladder = ["zero-shot, one template", "zero-shot", "CoOp", "Tip-Adapter", "linear probe"]
+results = {name: results[name] for name in ladder + [n for n in results if n not in ladder]}
 loss_curve({f"split {i}": coop.losses for i, coop in enumerate(coops)},
            title="CoOp: cross-entropy on the 96 labelled scans", xlabel="step (batch of 32)");
 

@@ -41,3 +41,16 @@ def test_adaptation_benchmark_measures_only_the_methods_asked(capsys):
     assert "CoOp, 16 shots" in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown methods"):
         adaptation.run(quick=True, methods=["coop", "magic"])
+
+
+def test_search_benchmark_runs_and_measures_recall_against_exact(capsys):
+    from bench import search
+
+    # 4,000 vectors: nlist = 4000 // 39 = 102 cells, default nprobe 16 (added to the sweep)
+    rows = search.run(n=4000, dim=16, topics=20, queries=30, nprobes=(1, 102), repeats=1)
+    assert [r["nprobe"] for r in rows] == [1, 16, 102]
+    assert all(0.0 <= r["recall"] <= 1.0 and r["qps"] > 0 and r["speedup"] > 0 for r in rows)
+    assert rows[-1]["recall"] == 1.0  # every cell visited: the exact answer
+    assert rows[0]["recall"] < 1.0  # one cell of 102 misses neighbours
+    out = capsys.readouterr().out
+    assert ("[PASS]" in out) != ("[FAIL]" in out) and "recall@10" in out

@@ -82,6 +82,13 @@ def _probe(x, y, t, C=10.0, normalise_test=True):
     return model.predict(_unit(t) if normalise_test else np.asarray(t, dtype=float))
 
 
+def _mean_pair_distance(x, y):
+    n = min(len(x), len(y))
+    x, y = np.asarray(x, float)[:n], np.asarray(y, float)[:n]
+    x, y = (a / np.linalg.norm(a, axis=1, keepdims=True) for a in (x, y))
+    return float(np.mean(np.linalg.norm(x - y, axis=1)))
+
+
 # Plausible mistakes per exercise, and words the feedback must contain (naming the mistake).
 WRONG = [
     ("nb01.q1", ["A", "B", "D", "E"], "1 of your 4 choices does not belong"),
@@ -92,6 +99,9 @@ WRONG = [
     ("nb02.q1", lambda A, B: np.asarray(A) @ np.asarray(B).T, "missing normalisation"),
     ("nb02.q2", lambda S: list(np.asarray(S).argmax(axis=0)), "*column*"),
     ("nb02.q3", {"dot": "a red circle", "cosine": "a red circle"}, "dot-product winner is not"),
+    ("nb02.q4", lambda x, y: float(np.linalg.norm(np.asarray(x).mean(0) - np.asarray(y).mean(0))),
+     "not normalised"),
+    ("nb02.q4", _mean_pair_distance, "*centres*"),
     ("nb03.q1", key03._variant(directions="rows"), "image -> text direction only"),
     ("nb03.q1", key03._variant(directions="columns"), "text -> image direction only"),
     ("nb03.q1", key03._variant(reduction="sum"), "the mean over the N pairs"),

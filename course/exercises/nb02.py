@@ -48,3 +48,16 @@ q3 = ValueExercise(
          "it while pointing elsewhere."),
     ],
 )
+
+q4 = FunctionExercise(
+    "nb02.q4",
+    "the modality gap",
+    answer_name="modality_gap",
+    variants=["torch"],
+    hints=[
+        "Normalise every row of both matrices to length 1 first: the gap lives on the sphere.",
+        ("Average the unit image rows into one centre and the unit text rows into another "
+         "(`.mean(axis=0)`); the two sets may have different numbers of rows."),
+        "The gap is the length (Euclidean norm) of the difference of the two centres.",
+    ],
+)

@@ -138,3 +138,57 @@ q3 = ValueKey(
     """,
     compare=same_winners(),
 )
+
+
+def modality_gap(image_embeds, text_embeds) -> float:
+    """Distance between the centres of the unit image rows and the unit text rows (Liang et al. 2022)."""
+    x, y = np.asarray(image_embeds, dtype=float), np.asarray(text_embeds, dtype=float)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    return float(np.linalg.norm(x.mean(axis=0) - y.mean(axis=0)))
+
+
+def _unit(a: Any) -> np.ndarray:
+    a = np.asarray(a, dtype=float)
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def _gap_cases() -> list[Case]:
+    rng = np.random.default_rng(204)
+    shift = np.eye(16)[0]
+    return [
+        Case((rng.normal(size=(30, 16)) + 2 * shift, 5 * (rng.normal(size=(20, 16)) - 2 * shift)),
+             "two shifted clouds, texts 5x longer, 30 images and 20 texts"),
+        Case((rng.normal(size=(12, 8)) * rng.uniform(0.2, 9, (12, 1)), rng.normal(size=(12, 8)) + 1),
+             "rows of very different lengths"),
+        Case((np.eye(4)[[0, 0, 1]], 3 * np.eye(4)[[2, 3]]), "hand-built: unit and scaled axes"),
+        Case((np.ones((5, 3)), np.ones((7, 3))), "both modalities at one point: no gap"),
+    ]
+
+
+def _fresh_gap_cases(rng: random.Random) -> list[Case]:
+    g = np.random.default_rng(rng.randrange(2**32))
+    n, m, d = (int(v) for v in g.integers(3, 12, size=3))
+    return [Case((g.normal(size=(n, d)) + 1.5, g.normal(size=(m, d)) * g.uniform(0.5, 4, (m, 1))),
+                 f"random {n} images and {m} texts, {d}-d")]
+
+
+q4 = FunctionKey(
+    reference=modality_gap,
+    cases=_gap_cases,
+    compare=close(rtol=1e-4, atol=1e-6),
+    mistakes=[
+        Mistake("the rows were not normalised: divide every embedding by its length before "
+                "averaging, or longer vectors pull the centres their way.",
+                function=lambda x, y: float(np.linalg.norm(np.asarray(x, float).mean(axis=0)
+                                                           - np.asarray(y, float).mean(axis=0)))),
+        Mistake("you returned the squared distance: take the norm of the centres' difference, "
+                "not its square.",
+                function=lambda x, y: float(np.sum((_unit(x).mean(axis=0) - _unit(y).mean(axis=0)) ** 2))),
+        Mistake("you averaged the distances of matched pairs: the gap is the distance between the "
+                "two *centres* (average each modality first, then subtract).",
+                function=lambda x, y: float(np.mean(np.linalg.norm(
+                    _unit(x)[:min(len(x), len(y))] - _unit(y)[:min(len(x), len(y))], axis=1)))),
+    ],
+    fresh=_fresh_gap_cases,
+)

@@ -1,0 +1,126 @@
+"""Search at scale: ApproximateIndex (FAISS IVF) against exact search, on one thread.
+
+    python -m bench.search                       # 1,000,000 x 128 (about 0.5 GB per copy)
+    python -m bench.search --n 10000000          # the issue's 10 M x 128: ~5 GB per copy, see below
+    python -m bench.search --n 100000 --queries 200   # a quick look
+
+The vectors are clustered like real embeddings (``--topics`` random centres on the sphere, each
+vector a centre plus Gaussian noise), 128-d like pocket's. Queries come from the same
+distribution. For every ``nprobe`` of the sweep it prints recall@10 against exact search (the
+share of the exact top 10 the index returns, over the query sample), queries per second, and the
+speed-up over exact search measured in the same run on the same thread count. Exact search is
+``EmbeddingIndex.search`` (a chunked matrix product: the FLOP floor, whose GFLOP/s it prints).
+
+Memory: the generator, the exact index and FAISS each hold a float32 copy (``4 * n * dim`` bytes
+each, plus a normalised copy while building), so 10 M needs ~15-20 GB of free memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from bench import common
+from course import EmbeddingIndex
+from course.retrieval import ApproximateIndex
+
+K = 10
+GOAL_RECALL, GOAL_SPEEDUP = 0.95, 50.0
+
+
+def clustered(n: int, dim: int, topics: int, seed: int = 0, spread: float = 1.0,
+              chunk: int = 1_000_000) -> np.ndarray:
+    """``n`` float32 vectors around ``topics`` random unit centres, written chunk by chunk."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(topics, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = np.empty((n, dim), dtype=np.float32)
+    for lo in range(0, n, chunk):
+        m = min(chunk, n - lo)
+        out[lo:lo + m] = centres[rng.integers(topics, size=m)] + spread * rng.normal(size=(m, dim)) / np.sqrt(dim)
+    return out
+
+
+def _fastest(fn: object, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def run(n: int = 1_000_000, dim: int = 128, topics: int | None = None, queries: int = 1000,
+        nprobes: Sequence[int] = (1, 2, 4, 8, 16, 32, 64, 128, 256), nlist: int | None = None,
+        threads: int = 1, repeats: int = 3) -> list[dict[str, float]]:
+    """Build, sweep ``nprobe`` and print the table; returns one row per ``nprobe``."""
+    import faiss
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+    topics = topics or max(100, n // 200)
+    start = time.perf_counter()
+    data = clustered(n + queries, dim, topics)
+    stored, query = data[:n], data[n:]
+    print(f"{n:,} x {dim} vectors around {topics:,} topics, {queries:,} queries; "
+          f"{threads} thread(s); generated in {time.perf_counter() - start:.1f} s", flush=True)
+
+    common.reset_peak_rss()
+    before = common.rss_bytes()
+    start = time.perf_counter()
+    index = ApproximateIndex(stored, nlist=nlist)
+    build_s = time.perf_counter() - start
+    build_peak = common.peak_rss_bytes() - before
+    print(f"built {index} in {build_s:.1f} s; peak extra resident memory while building "
+          f"{build_peak / 2**30:.2f} GiB", flush=True)
+
+    exact = EmbeddingIndex(stored)
+    truth = exact.search(query, K).indices
+    exact_s = _fastest(lambda: exact.search(query, K), repeats)
+    gflops = 2 * queries * n * dim / exact_s / 1e9
+    print(f"exact search: {queries / exact_s:,.0f} queries/s ({gflops:.1f} GFLOP/s, "
+          f"{exact.nbytes / 2**30:.2f} GiB of vectors)", flush=True)
+
+    rows = []
+    default = index.nprobe
+    print(f"\n{'nprobe':>7}{'recall@10':>11}{'queries/s':>12}{'speed-up':>10}")
+    for nprobe in sorted({*nprobes, default}):
+        index.nprobe = nprobe
+        got = index.search(query, K).indices
+        recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(truth.tolist(), got.tolist())]))
+        seconds = _fastest(lambda: index.search(query, K), repeats)
+        rows.append({"nprobe": index.nprobe, "recall": recall, "qps": queries / seconds,
+                     "speedup": exact_s / seconds})
+        mark = "  (default)" if nprobe == default else ""
+        print(f"{index.nprobe:>7}{recall:>11.3f}{queries / seconds:>12,.0f}{exact_s / seconds:>9.1f}x{mark}",
+              flush=True)
+    ok = [r for r in rows if r["recall"] >= GOAL_RECALL and r["speedup"] >= GOAL_SPEEDUP]
+    best = max(ok, key=lambda r: r["speedup"]) if ok else None
+    verdict = (f"nprobe={best['nprobe']:.0f}: recall@10 {best['recall']:.3f} at {best['speedup']:.0f}x"
+               if best else "no nprobe of the sweep reaches both")
+    print(f"\n[{'PASS' if best else 'FAIL'}] recall@10 >= {GOAL_RECALL} at >= {GOAL_SPEEDUP:.0f}x exact "
+          f"search's speed on {threads} thread(s): {verdict}")
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command-line entry: ``python -m bench.search [--n N] [--queries Q] ...``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="vectors in the index")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--topics", type=int, default=None, help="cluster centres (default n/200)")
+    parser.add_argument("--queries", type=int, default=1000, help="query sample for recall and speed")
+    parser.add_argument("--nlist", type=int, default=None, help="IVF cells (default ApproximateIndex's)")
+    parser.add_argument("--nprobe", default="1,2,4,8,16,32,64,128,256", help="comma-separated sweep")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    run(args.n, args.dim, args.topics, args.queries,
+        [int(v) for v in args.nprobe.split(",") if v.strip()], args.nlist, args.threads)
+
+
+if __name__ == "__main__":
+    main()
