@@ -107,8 +107,8 @@ def vision_embeds(clip: CLIP, images: Sequence[Any], batch_size: int = 256) -> t
     """The frozen image tower's output (before pocket-lm's image projection), in batches."""
     size = clip.image_size
     ip = clip.processor.image_processor
-    out = [clip.model.vision(pixel_values=pixel_tensor(list(images[i:i + batch_size]), size,
-                                                       ip.image_mean, ip.image_std)).image_embeds
+    out = [clip.model.vision_embedding(pixel_tensor(list(images[i:i + batch_size]), size,
+                                                     ip.image_mean, ip.image_std))
            for i in range(0, len(images), batch_size)]
     return torch.cat(out)
 
