@@ -143,3 +143,17 @@ def test_tip_adapter_runs_on_pocket_lm(lm):
 def test_backend_for_an_unknown_model_is_a_clear_error():
     with pytest.raises(TypeError, match="no course backend handles a Linear"):
         backend_for(torch.nn.Linear(2, 2))
+
+
+def test_playground_lets_the_learner_pick_the_model(pocket, lm):
+    from course.widgets import ZeroShotPlayground
+
+    image = shapes.generate(1, seed=2).images[0]
+    panel = ZeroShotPlayground({"pocket": pocket, "pocket-lm": lm}, {"shape": image},
+                               labels="scarlet disc, cobalt box")
+    first = panel.run()
+    assert panel.clip is pocket and "pocket: 2 label(s)" in panel.message.value
+    panel.model_picker.value = "pocket-lm"
+    assert panel.clip is lm and "pocket-lm: 2 label(s)" in panel.message.value
+    assert panel.run() != first
+    assert ("model", "pocket-lm") in panel.settings()
