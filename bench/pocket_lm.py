@@ -174,17 +174,20 @@ def curve(pairs: tuple[int, ...] = CURVE_PAIRS, steps: int = CURVE_STEPS) -> dic
     para_prompts = [p for v in paraphrase_names("both", HELD_OUT) for p in _prompts(v)]
     pocket_tok = __import__("course").load_clip("pocket", device="cpu").processor.tokenizer
     results: dict[str, Any] = {"pairs": list(pairs), "steps": steps, "lm": [], "scratch": []}
+    every_caption = list(dict.fromkeys(data.captions))
+    every_sentence = train_lm.sentence_embeds(base, every_caption)  # the text tower is frozen
+    row_of = {c: k for k, c in enumerate(every_caption)}
     for n in pairs:
         captions = list(dict.fromkeys(data.captions[:n]))
         index = {c: k for k, c in enumerate(captions)}
         groups = torch.tensor([index[c] for c in data.captions[:n]])
+        sentences = every_sentence[[row_of[c] for c in captions]]
         config = train_lm.PocketLMTrainConfig(pairs=n, steps=steps)
         # frozen language model: sentence embeddings once, projections fitted
         torch.manual_seed(0)
         lm_model = PocketLMModel(base.model.config, base.model.text_model)
         lm_model.load_state_dict(base.model.state_dict())
-        train_lm.fit_projections(lm_model, image_x[:n], train_lm.sentence_embeds(base, captions),
-                                 groups, config)
+        train_lm.fit_projections(lm_model, image_x[:n], sentences, groups, config)
         lm_clip = base.with_model(lm_model.eval(), "lm")
         results["lm"].append(_curve_point(lm_clip, test_x, targets, course_prompts, para_prompts,
                                           lambda m, x: m.image_projection(x)))
@@ -302,34 +305,44 @@ def plot(results: dict[str, Any], path: Path = PLOT) -> Path:
     return path
 
 
-def run(quick: bool = False, with_curve: bool = True) -> dict[str, Any]:
-    """Print the tables and store the results in ``bench/pocket_lm.json`` (and the plot)."""
+def run(quick: bool = False, with_words: bool = True, with_curve: bool = True,
+        pairs: tuple[int, ...] = CURVE_PAIRS, steps: int = CURVE_STEPS) -> dict[str, Any]:
+    """Print the tables and store the results in ``bench/pocket_lm.json`` (and the plot).
+
+    A run of one part keeps the other part's stored results.
+    """
     import course
     from bench import common
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    start = time.perf_counter()
-    models = {"pocket": course.load_clip("pocket", device="cpu"),
-              "pocket-lm": course.load_clip("pocket-lm", device="cpu")}
-    table = words_table(models)
-    rows = []
-    for key in table["pocket"]:
-        rows.append([key] + [f"{table[m][key]['value']:.1%} "
-                             f"({table[m][key]['low']:.0%}-{table[m][key]['high']:.0%})"
-                             for m in models])
-    print(f"## pocket vs pocket-lm, 48-way zero-shot, {N_TEST} fresh images (chance 2.1%)\n")
-    print(common.table(["class names", *models], rows))
-    results: dict[str, Any] = {"words": table, "load_average": round(load, 1)}
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if with_words:
+        start = time.perf_counter()
+        models = {"pocket": course.load_clip("pocket", device="cpu"),
+                  "pocket-lm": course.load_clip("pocket-lm", device="cpu")}
+        table = words_table(models)
+        rows = []
+        for key in table["pocket"]:
+            rows.append([key] + [f"{table[m][key]['value']:.1%} "
+                                 f"({table[m][key]['low']:.0%}-{table[m][key]['high']:.0%})"
+                                 for m in models])
+        print(f"## pocket vs pocket-lm, 48-way zero-shot, {N_TEST} fresh images (chance 2.1%)\n")
+        print(common.table(["class names", *models], rows))
+        results["words"] = table
+        results["words_run"] = {"seconds": round(time.perf_counter() - start, 1),
+                                "load_average": round(load, 1)}
     if with_curve:
-        pairs = CURVE_PAIRS[:2] if quick else CURVE_PAIRS
+        start = time.perf_counter()
+        pairs, steps = (pairs[:2], 100) if quick else (pairs, steps)
         print("\n## data efficiency (same frozen image tower, same steps)\n", flush=True)
-        results["curve"] = curve(pairs, steps=100 if quick else CURVE_STEPS)
-    results["seconds"] = round(time.perf_counter() - start, 1)
+        results["curve"] = curve(pairs, steps=steps)
+        results["curve_run"] = {"seconds": round(time.perf_counter() - start, 1),
+                                "load_average": round(load, 1)}
     if not quick:
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-        if with_curve:
+        if "curve" in results:
             plot(results)
-    print(f"\n{results['seconds']:.0f} s; load average at start {load:.1f}")
+    print(f"\nload average at start {load:.1f}")
     return results
 
 
@@ -338,9 +351,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes; nothing stored")
     parser.add_argument("--no-curve", action="store_true", help="only the words table")
+    parser.add_argument("--no-words", action="store_true", help="only the data-efficiency curve")
+    parser.add_argument("--pairs", type=int, nargs="+", default=list(CURVE_PAIRS),
+                        help="training-pair counts of the curve")
+    parser.add_argument("--steps", type=int, default=CURVE_STEPS, help="steps per curve point")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    run(quick=args.quick, with_curve=not args.no_curve)
+    torch.set_num_threads(1)  # small ops: see course.pocket.train_lm.fit_projections
+    run(quick=args.quick, with_words=not args.no_words, with_curve=not args.no_curve,
+        pairs=tuple(args.pairs), steps=args.steps)
     return 0
 
 

@@ -47,12 +47,16 @@ class PocketLMTrainConfig:
     """Data and optimisation settings of one pocket-lm run."""
 
     pairs: int = 8000
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.1
     projection_dim: int = 384
     pooling: Pooling = "mean"
+    #: False keeps the text projection at the identity: the language model's own geometry is
+    #: used as is (measured: paraphrase accuracy 30%/39%/12% (colour/shape/both words replaced)
+    #: against 26%/27%/6% when it is trained too, course words 98% either way).
+    train_text_projection: bool = False
     seed: int = 0
 
 
@@ -90,7 +94,7 @@ def build_from_pocket(config: PocketLMTrainConfig, language_model: Any = None,
     model = PocketLMModel(lm_config, language_model)
     model.vision.vision_model.load_state_dict(pocket.model.vision_model.state_dict())
     model.vision.visual_projection.load_state_dict(pocket.model.visual_projection.state_dict())
-    if config.projection_dim == lm_config.text_hidden_size:
+    if config.projection_dim == lm_config.text_hidden_size or not config.train_text_projection:
         # Start the text projection at the identity: the language model's own geometry (which
         # puts "scarlet" near "red") is the point, and training only needs to bend it a little.
         with torch.no_grad():
@@ -129,7 +133,9 @@ def fit_projections(model: PocketLMModel, image_x: torch.Tensor, text_x: torch.T
 
     Pair ``i`` is ``(image_x[i], text_x[groups[i]])``: captions are embedded once each.
     """
-    params = [*model.image_projection.parameters(), *model.text_projection.parameters()]
+    params = [*model.image_projection.parameters()]
+    if config.train_text_projection:
+        params += [*model.text_projection.parameters()]
     decay = [p for p in params if p.ndim >= 2]
     rest = [p for p in params if p.ndim < 2] + [model.logit_scale]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -137,6 +143,21 @@ def fit_projections(model: PocketLMModel, image_x: torch.Tensor, text_x: torch.T
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
                                                    total_steps=config.steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(config.seed)
+    threads = torch.get_num_threads()
+    # These are small matrix products: one thread is as fast, and on a busy machine a second
+    # thread that is descheduled stalls every op (measured under load: 1.5 s a step with two
+    # threads, 0.09 s with one).
+    torch.set_num_threads(1)
+    try:
+        losses = _fit_loop(model, image_x, text_x, groups, config, optimizer, schedule, generator)
+    finally:
+        torch.set_num_threads(threads)
+    return losses
+
+
+def _fit_loop(model: PocketLMModel, image_x: torch.Tensor, text_x: torch.Tensor,
+              groups: torch.Tensor, config: PocketLMTrainConfig, optimizer: Any, schedule: Any,
+              generator: torch.Generator) -> list[float]:
     losses = []
     for _ in range(config.steps):
         batch = torch.randint(0, len(image_x), (config.batch_size,), generator=generator)
