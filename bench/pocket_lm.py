@@ -15,8 +15,8 @@
 - data efficiency: the same frozen image tower, aligned with a text tower from ``N`` training
   pairs, for ``N`` in :data:`CURVE_PAIRS`: the frozen pre-trained language model (pocket-lm's
   recipe: only projections learn) against a text transformer of pocket's shape trained from
-  scratch, same steps and batch. Results go to ``bench/pocket_lm.json`` (notebook 06 loads it)
-  and ``bench/pocket_lm.png``.
+  scratch, same steps and batch. Results go to ``course/pocket/pocket_lm_bench.json`` (package
+  data: notebook 06 loads it) and the plot to ``bench/pocket_lm.png``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ N_TEST = 480
 TEST_SEED = 31_337
 TEMPLATE = "a photo of a {}."
 HERE = Path(__file__).parent
-RESULTS = HERE / "pocket_lm.json"
+# inside the package, so that notebook 06 finds it in a learner's copy too (no bench/ there)
+RESULTS = HERE.parent / "course" / "pocket" / "pocket_lm_bench.json"
 PLOT = HERE / "pocket_lm.png"
 CURVE_PAIRS = (250, 1000, 4000, 16000)
 CURVE_STEPS = 400
@@ -307,7 +308,7 @@ def plot(results: dict[str, Any], path: Path = PLOT) -> Path:
 
 def run(quick: bool = False, with_words: bool = True, with_curve: bool = True,
         pairs: tuple[int, ...] = CURVE_PAIRS, steps: int = CURVE_STEPS) -> dict[str, Any]:
-    """Print the tables and store the results in ``bench/pocket_lm.json`` (and the plot).
+    """Print the tables and store the results in :data:`RESULTS` (and the plot in :data:`PLOT`).
 
     A run of one part keeps the other part's stored results.
     """

@@ -81,6 +81,10 @@ def build_from_pocket(config: PocketLMTrainConfig, language_model: Any = None,
     """A pocket-lm whose image tower is a copy of pocket's and whose projections are fresh."""
     if language_model is None or tokenizer is None:
         language_model, tokenizer = load_language_model()
+    hidden = int(language_model.config.hidden_size)
+    if not config.train_text_projection and config.projection_dim != hidden:
+        raise ValueError(f"a fixed (identity) text projection needs projection_dim == the "
+                         f"language model's width {hidden}, got {config.projection_dim}")
     pocket = load_clip("pocket", device="cpu")
     vision_config = pocket.model.config.vision_config.to_dict()
     vision_config["projection_dim"] = int(pocket.model.config.projection_dim)
@@ -88,7 +92,7 @@ def build_from_pocket(config: PocketLMTrainConfig, language_model: Any = None,
         vision_config={k: v for k, v in vision_config.items()
                        if isinstance(v, (int, float, str, bool)) or v is None},
         vision_embed_dim=int(pocket.model.config.projection_dim),
-        text_hidden_size=int(language_model.config.hidden_size),
+        text_hidden_size=hidden,
         projection_dim=config.projection_dim, pooling=config.pooling)
     torch.manual_seed(config.seed)
     model = PocketLMModel(lm_config, language_model)
