@@ -40,8 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--yes", action="store_true", help="do not ask before --reset")
     lab.set_defaults(run=_lab)
 
-    train = sub.add_parser("train-pocket", help="train the pocket CLIP from scratch")
+    train = sub.add_parser("train-pocket", help="train the pocket CLIP from scratch (or pocket-lm)")
     train.add_argument("--out", required=True, help="folder to save the trained model in")
+    train.add_argument("--model", choices=["pocket", "pocket-lm"], default="pocket",
+                       help="pocket (both towers from scratch, ~40 min) or pocket-lm (pocket's "
+                            "image tower, a frozen language model, projections fitted in minutes)")
     train.add_argument("--steps", type=int, default=None, help="optimizer steps")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--quick", action="store_true",
@@ -76,6 +79,8 @@ def _lab(args: argparse.Namespace) -> int:
 def _train_pocket(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    if args.model == "pocket-lm":
+        return _train_pocket_lm(args)
     from course.pocket.train import QUICK, PocketConfig, train_pocket
 
     config = QUICK if args.quick else PocketConfig()
@@ -84,6 +89,24 @@ def _train_pocket(args: argparse.Namespace) -> int:
     print(f"trained {config.steps} steps in {result.seconds / 60:.1f} min; "
           f"final loss {sum(result.losses[-50:]) / len(result.losses[-50:]):.3f}; saved to {args.out}")
     print((__import__("pathlib").Path(args.out) / "training.json").read_text())
+    return 0
+
+
+def _train_pocket_lm(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from course.pocket.train_lm import PocketLMTrainConfig, train_pocket_lm
+
+    if args.quick:
+        print("--quick only applies to --model pocket (pocket-lm trains in minutes anyway)")
+        return 2
+    config = PocketLMTrainConfig()
+    config = replace(config, seed=args.seed, steps=args.steps or config.steps)
+    result = train_pocket_lm(args.out, config)
+    print(f"stages (s): {result.seconds}; peak memory {result.peak_memory_mb:.0f} MB; "
+          f"saved to {args.out}")
+    print((Path(args.out) / "training.json").read_text())
     return 0
 
 

@@ -183,7 +183,9 @@ class ZeroShotPlayground(_Panel):
     """Pick or upload an image, type labels, see zero-shot probabilities.
 
     Args:
-        clip: a model from :func:`course.load_clip`.
+        clip: a model from :func:`course.load_clip`, or several by name (e.g. ``{"pocket": ...,
+            "pocket-lm": ...}``): then a drop-down lets the learner pick the model, and the
+            same image and labels are classified again by the one picked.
         images: the pictures offered in the drop-down, by name.
         labels: the labels typed in at the start (classified at once).
         templates: prompt templates (``{}`` is replaced by each label).
@@ -192,11 +194,16 @@ class ZeroShotPlayground(_Panel):
     UPLOADED = "(your upload)"
     title = "Zero-shot playground"
 
-    def __init__(self, clip: CLIP, images: Mapping[str, Image.Image], labels: str = "",
-                 templates: str | Sequence[str] = DEFAULT_TEMPLATES) -> None:
+    def __init__(self, clip: CLIP | Mapping[str, CLIP], images: Mapping[str, Image.Image],
+                 labels: str = "", templates: str | Sequence[str] = DEFAULT_TEMPLATES) -> None:
         import ipywidgets as w
 
-        self.clip = clip
+        self.models = {clip.name: clip} if isinstance(clip, CLIP) else dict(clip)
+        if not self.models:
+            raise ValueError("clip must be a model or a non-empty {name: model} mapping")
+        self.clip = next(iter(self.models.values()))
+        self.model_picker = w.Dropdown(options=list(self.models), description="model")
+        self.model_picker.observe(self._on_model, names="value")
         self.images = dict(images)
         self.templates = templates
         self.picker = w.Dropdown(options=list(self.images), description="image")
@@ -212,7 +219,8 @@ class ZeroShotPlayground(_Panel):
         self.upload.observe(self._on_upload, names="value")
         self.labels.observe(lambda change: self._run_if_new(), names="value")  # Enter
         self.button.on_click(lambda button: self._run_if_new())
-        self.widget = w.VBox([w.HBox([self.picker, self.upload]),
+        pickers = [self.model_picker] if len(self.models) > 1 else []
+        self.widget = w.VBox([w.HBox([*pickers, self.picker, self.upload]),
                               w.HBox([self.labels, self.button]), self.message, self.output])
         if labels.strip():
             self.run()  # the first result shows at once
@@ -220,8 +228,13 @@ class ZeroShotPlayground(_Panel):
             self.say("Type labels separated by commas and press Enter or classify.", error=False)
 
     def settings(self) -> list[tuple[str, str]]:
-        """The chosen image and the typed labels."""
-        return [("image", str(self.picker.value)), ("labels", str(self.labels.value))]
+        """The chosen image and the typed labels (and the model, when there is a choice)."""
+        model = [("model", self.clip.name)] if len(self.models) > 1 else []
+        return [*model, ("image", str(self.picker.value)), ("labels", str(self.labels.value))]
+
+    def _on_model(self, change: Mapping[str, Any]) -> None:
+        self.clip = self.models[change["new"]]
+        self.run()
 
     def _on_upload(self, change: Mapping[str, Any]) -> None:
         try:

@@ -119,12 +119,18 @@ draw_two_towers();
 # %% [markdown]
 # ## 3. What was trained on what
 #
-# |  | OpenAI CLIP ViT-B/32 | pocket (this course) |
-# |---|---|---|
-# | training pairs | 400 million (image, text) pairs collected from the web | procedurally drawn Shapes images with short captions |
-# | vocabulary it has seen | essentially the English of the web | 8 colours, 6 shapes, sizes and positions |
-# | size | about 150 M parameters | about 1.5 M parameters |
-# | training | 32 epochs, batches of 32,768 pairs, hundreds of GPUs for days | tens of minutes on a laptop CPU |
+# |  | OpenAI CLIP ViT-B/32 | pocket (this course) | pocket-lm (this course) |
+# |---|---|---|---|
+# | training pairs | 400 million (image, text) pairs collected from the web | procedurally drawn Shapes images with short captions | the same Shapes captions as pocket |
+# | vocabulary it has seen | essentially the English of the web | 8 colours, 6 shapes, sizes and positions | paired with images: pocket's words; its text tower, a language model pre-trained on English sentences alone, has read far more |
+# | images it knows | photos, drawings, screenshots of the web | coloured shapes | coloured shapes (pocket's image tower) |
+# | size | about 150 M parameters | about 1.5 M parameters | pocket's image tower + a 22.7 M-parameter language model, frozen |
+# | training | 32 epochs, batches of 32,768 pairs, hundreds of GPUs for days | tens of minutes on a laptop CPU | only two projections, fitted in minutes |
+#
+# So which model knows what? CLIP knows photos and English. Pocket knows shapes and only the
+# words it was shown with them. pocket-lm knows the same shapes but reads English: ask it for
+# "a scarlet disc" and it finds the red circle, although no training caption said "scarlet"
+# (notebook 04 measures this, notebook 06 asks how much data that saves).
 #
 # The difference decides everything that follows. CLIP can name a cat, a rocket or a retina
 # because such pictures and words were in its 400 million pairs. Pocket knows exactly one world:

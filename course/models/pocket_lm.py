@@ -60,7 +60,17 @@ class PocketLMModel(torch.nn.Module):
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Projected, un-normalised image embeddings ``(N, projection_dim)``."""
-        return self.image_projection(self.vision(pixel_values=pixel_values).image_embeds)
+        return self.image_projection(self.vision_embedding(pixel_values))
+
+    def vision_embedding(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The image tower's unit-length output (pocket's image embedding), before projection.
+
+        Only its direction carries meaning (pocket was trained on cosines), so it is normalised
+        before the learned projection.
+        """
+        import torch.nn.functional as F
+
+        return F.normalize(self.vision(pixel_values=pixel_values).image_embeds, dim=-1)
 
     def sentence_embedding(self, input_ids: torch.Tensor,
                            attention_mask: torch.Tensor | None = None) -> torch.Tensor:
