@@ -38,6 +38,7 @@ from course.teach.kernelenv import COURSE_ROOT
 SANDBOXES = ("auto", "bwrap", "none")
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_DUMPABLE = 4
+_PR_SET_PDEATHSIG = 1
 #: Folders of the system a sandboxed run may read (missing ones are skipped).
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/passwd",
@@ -109,6 +110,17 @@ def become_subreaper() -> bool:
     """Adopt orphaned descendants (Linux): a process that ``setsid``s and forks away still
     reparents to us, so it can be found and killed. Returns whether it worked."""
     return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def die_with_parent(parent: int | None = None) -> bool:
+    """Be killed (SIGKILL) when the process that started us dies (Linux): a grader or a Dask
+    worker killed mid-run takes its runs with it. ``parent``: the pid that started us, to catch
+    a parent that died before this call. Returns whether it is in force."""
+    if not _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL):
+        return False
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return True
 
 
 def make_undumpable() -> bool:
@@ -326,7 +338,7 @@ def run_isolated(command: Sequence[str], *, scratch: Path, env: dict[str, str], 
         if sandbox == "bwrap" else list(command)
     spec = {"command": full, "cwd": str(scratch), "timeout": timeout,
             "log": str(log or os.devnull), "stdin": stdin.decode("utf-8"),
-            "processes": processes}
+            "processes": processes, "parent": os.getpid()}
     start = time.monotonic()
     supervisor = subprocess.Popen([sys.executable, "-m", "course.teach.sandbox"], env=env,
                                   cwd=scratch, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -427,6 +439,7 @@ def _remove_cgroup(path: Path) -> None:
 
 def _supervise(spec: dict[str, Any]) -> dict[str, Any]:
     """The supervisor: start the run in its own session, wait, then kill all that is left."""
+    die_with_parent(spec.get("parent"))
     become_subreaper()
     make_undumpable()
     cgroup = PidsCgroup(spec.get("processes", Limits.processes))

@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from course.teach.sandbox import apply_limits, become_subreaper, kill_orphans, make_undumpable
+from course.teach.sandbox import (
+    apply_limits,
+    become_subreaper,
+    die_with_parent,
+    kill_orphans,
+    make_undumpable,
+)
 
 #: The longest error message kept per cell.
 MAX_ERROR_CHARS = 300
@@ -81,6 +87,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     """Read the job from standard input, run it, write ``result.json``."""
     job = json.loads(sys.stdin.read())
+    die_with_parent()  # the supervisor killed (with its grader): this run ends too
     make_undumpable()  # the nonce is in this process's memory
     become_subreaper()  # the kernel's runaway children come back here and die with the run
     apply_limits(job["limits"])
