@@ -32,3 +32,13 @@ def test_spread_summarises_the_splits():
     assert spread.std == pytest.approx(0.05)  # sample std: sqrt((0.05² + 0.05² + 0) / 2)
     assert str(spread) == "85.0% ± 5.0"
     assert str(adaptation.Spread((0.5,))) == "50.0%" and adaptation.Spread((0.5,)).std == 0.0
+
+
+def test_grading_estimate_spreads_the_class_over_the_workers():
+    from bench import grading
+
+    times = {"01": 10.0, "03": 60.0}  # 70 s of grading per student
+    walls = grading.estimate(times, (1, 2, 16), students=200, overhead=1.0)
+    assert walls[1] == pytest.approx(200 * 72 + 61)
+    assert walls[16] == pytest.approx(200 * 72 / 16 + 61)  # the last, longest task alone
+    assert walls[2] < walls[1]

@@ -285,3 +285,53 @@ def test_a_roster_without_a_student_column_is_one_line(tmp_path):
     (tmp_path / "roster.csv").write_text("name,email\nA,a@x\n")
     with pytest.raises(grading.GradingError, match="needs a 'student' column"):
         _grade(folder, tmp_path / "grades.csv", FakeRunner(), roster=tmp_path / "roster.csv")
+
+
+# -- a total write limit per run ---------------------------------------------------------------------
+
+_WRITER_OF_MANY_FILES = """
+import os, time
+for i in range(40):
+    with open(("/tmp/big%d" if TMP else "big%d") % i, "wb") as out:
+        out.write(os.urandom(8 * 2**20))  # 8 MiB each: under the per-file limit
+    time.sleep(0.05)
+print("wrote everything", flush=True)
+"""
+
+
+def _sandboxes():
+    from course.teach.sandbox import bwrap_problem
+
+    return ["none"] + (["bwrap"] if bwrap_problem() is None else [])
+
+
+@pytest.mark.parametrize("sandbox", _sandboxes())
+@pytest.mark.parametrize("where", ["scratch", "tmp"])
+def test_a_run_that_writes_too_much_in_all_is_killed(tmp_path, sandbox, where):
+    from course.teach.sandbox import run_isolated
+
+    if sandbox == "none" and where == "tmp":
+        pytest.skip("without a sandbox /tmp is the machine's: only bwrap maps it to the scratch")
+    scratch = tmp_path / "scratch"
+    (scratch / "tmp").mkdir(parents=True)
+    log = tmp_path / "run.log"
+    code = f"TMP = {where == 'tmp'}\n" + _WRITER_OF_MANY_FILES
+    run = run_isolated([sys.executable, "-c", code], scratch=scratch, env=dict(os.environ),
+                       stdin=b"", timeout=120, sandbox=sandbox, log=log,
+                       total_bytes=64 * 2**20)
+    assert run.over_total and not run.timed_out
+    assert "wrote everything" not in log.read_text()
+    from course.teach.sandbox import disk_usage
+
+    assert disk_usage(scratch) < 160 * 2**20  # stopped soon after the limit
+
+
+def test_a_run_under_the_total_limit_is_not_stopped(tmp_path):
+    from course.teach.sandbox import run_isolated
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    run = run_isolated([sys.executable, "-c", "open('f', 'wb').write(b'x' * 2**20)"],
+                       scratch=scratch, env=dict(os.environ), stdin=b"", timeout=60,
+                       sandbox="none", total_bytes=64 * 2**20)
+    assert run.returncode == 0 and not run.over_total

@@ -57,6 +57,9 @@ class Limits:
     cpu_seconds: int = 1800
     memory_bytes: int = 8 * 2**30
     file_bytes: int = 256 * 2**20
+    #: everything a run writes, all files together (its scratch folder, /tmp and its log):
+    #: the per-file limit alone lets a run fill the disk with many files
+    total_bytes: int = 1 * 2**30
     output_bytes: int = 2 * 2**20
     processes: int = 512
 
@@ -272,8 +275,12 @@ def bwrap_command(command: Sequence[str], *, scratch: Path, readable: Sequence[P
         scratch: the only writable folder (mounted at the same path inside).
         readable: further folders mounted read-only (the stripped ``course`` copy).
     """
+    # /tmp is the scratch folder's tmp/ (where the supervisor counts what a run writes; a tmpfs
+    # would fill memory uncounted), /run is empty and read-only
+    tmp = ["--bind", str(scratch / "tmp"), "/tmp"] if (scratch / "tmp").is_dir() \
+        else ["--tmpfs", "/tmp"]
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+            "--proc", "/proc", "--dev", "/dev", *tmp, "--tmpfs", "/run", "--remount-ro", "/run"]
     for name in _SYSTEM_DIRS:
         path = Path(name)
         if path.is_symlink():
@@ -323,22 +330,25 @@ class RunResult:
     timed_out: bool
     seconds: float
     orphans_killed: int
+    over_total: bool = False  # killed for writing more than ``total_bytes`` in all
 
 
 def run_isolated(command: Sequence[str], *, scratch: Path, env: dict[str, str], stdin: bytes,
                  timeout: float, sandbox: str, readable: Sequence[Path] = (),
-                 log: Path | None = None, processes: int = Limits.processes) -> RunResult:
+                 log: Path | None = None, processes: int = Limits.processes,
+                 total_bytes: int = Limits.total_bytes) -> RunResult:
     """Run ``command`` in ``sandbox`` with ``stdin``; kill it and everything it started at the end.
 
     A small supervisor process (this module's ``__main__``) starts it, enforces ``timeout`` and,
     being a child subreaper, kills every process the run left behind before it exits, including
-    those that called ``setsid`` to get away.
+    those that called ``setsid`` to get away. It also kills the run once the scratch folder and
+    the log together have grown by more than ``total_bytes``.
     """
     full = bwrap_command(command, scratch=scratch, readable=readable) \
         if sandbox == "bwrap" else list(command)
     spec = {"command": full, "cwd": str(scratch), "timeout": timeout,
             "log": str(log or os.devnull), "stdin": stdin.decode("utf-8"),
-            "processes": processes, "parent": os.getpid()}
+            "processes": processes, "parent": os.getpid(), "total_bytes": total_bytes}
     start = time.monotonic()
     supervisor = subprocess.Popen([sys.executable, "-m", "course.teach.sandbox"], env=env,
                                   cwd=scratch, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -353,7 +363,25 @@ def run_isolated(command: Sequence[str], *, scratch: Path, env: dict[str, str], 
     except (UnicodeDecodeError, json.JSONDecodeError):
         report = {}
     return RunResult(report.get("returncode"), bool(report.get("timed_out", not report)),
-                     time.monotonic() - start, int(report.get("orphans_killed", 0)))
+                     time.monotonic() - start, int(report.get("orphans_killed", 0)),
+                     bool(report.get("over_total", False)))
+
+
+def disk_usage(*paths: str | os.PathLike[str]) -> int:
+    """Bytes of disk the files and folders below ``paths`` use (links not followed)."""
+    total = 0
+    for top in paths:
+        try:
+            total += os.lstat(top).st_blocks * 512
+        except OSError:
+            continue
+        for here, dirs, files in os.walk(top):
+            for name in dirs + files:
+                try:
+                    total += os.lstat(os.path.join(here, name)).st_blocks * 512
+                except OSError:
+                    continue
+    return total
 
 
 class PidsCgroup:
@@ -454,7 +482,7 @@ def _run_supervised(spec: dict[str, Any], cgroup: PidsCgroup) -> dict[str, Any]:
         process = subprocess.Popen(spec["command"], cwd=spec["cwd"], stdin=subprocess.PIPE,
                                    stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True, close_fds=True)
-        timed_out = False
+        timed_out = over_total = False
         try:
             assert process.stdin is not None
             try:
@@ -462,7 +490,7 @@ def _run_supervised(spec: dict[str, Any], cgroup: PidsCgroup) -> dict[str, Any]:
                 process.stdin.close()
             except BrokenPipeError:
                 pass  # it died before reading its job: recorded as a failed run
-            process.wait(timeout=spec["timeout"])
+            over_total = _wait_watching(process, spec)
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
@@ -470,7 +498,27 @@ def _run_supervised(spec: dict[str, Any], cgroup: PidsCgroup) -> dict[str, Any]:
             process.wait()
     orphans = cgroup.kill_all() + kill_orphans()
     return {"returncode": None if timed_out else process.returncode, "timed_out": timed_out,
-            "orphans_killed": orphans, "cgroup": cgroup.path is not None}
+            "orphans_killed": orphans, "cgroup": cgroup.path is not None,
+            "over_total": not timed_out and over_total}
+
+
+def _wait_watching(process: subprocess.Popen[bytes], spec: dict[str, Any]) -> bool:
+    """Wait for the run until its timeout (raising ``TimeoutExpired``), checking twice a second
+    what it has written in all; returns True when that went over ``total_bytes``."""
+    deadline = time.monotonic() + spec["timeout"]
+    limit = spec.get("total_bytes")
+    watched = [spec["cwd"], spec["log"]] if spec["log"] != os.devnull else [spec["cwd"]]
+    base = disk_usage(*watched)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(spec["command"], spec["timeout"])
+        try:
+            process.wait(timeout=min(0.5, left))
+            return False
+        except subprocess.TimeoutExpired:
+            if limit and disk_usage(*watched) - base > limit:
+                return True
 
 
 if __name__ == "__main__":

@@ -176,6 +176,7 @@ def grade(
     roster: str | Path | None = None,
     progress: bool = True,
     runner: Runner | None = None,
+    limits: dict[str, int] | None = None,
     warn: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> BatchResult:
     """Grade every submission isolated, reuse the journal's verdicts, write the reports.
@@ -195,6 +196,7 @@ def grade(
         roster: a roster CSV: also write Canvas and Moodle gradebook imports.
         progress: show a progress bar on standard error.
         runner: run the tasks with this runner instead (tests, other engines).
+        limits: sandbox limits to change (``course.teach.sandbox.Limits`` field names).
         warn: where warnings go.
 
     Raises:
@@ -246,7 +248,8 @@ def grade(
                 expected_exercises(name, [s for s in found.found if s.notebook == name],
                                    catalogue)
                 for name in {s.notebook for s in found.found}}
-    settings = Settings(settings_cell, settings_notebook, chosen)
+    settings = Settings(settings_cell, settings_notebook, chosen,
+                        tuple(sorted((limits or {}).items())))
     version = course_version()
     tasks: dict[str, tuple[Task, list[Submission]]] = {}
     order: list[tuple[Submission, str]] = []

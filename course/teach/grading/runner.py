@@ -245,8 +245,9 @@ def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str
                            env=scrubbed_env(scratch, course_root=library),
                            stdin=json.dumps(job).encode(), timeout=settings.notebook_timeout,
                            sandbox=sandbox, processes=limits["processes"],
-                           log=batch / "run.log")
-        status, cell_errors = _result(scratch / "result.json", run, sandbox)
+                           total_bytes=limits["total_bytes"], log=batch / "run.log")
+        status, cell_errors = _result(scratch / "result.json", run, sandbox,
+                                      limits["total_bytes"])
         try:
             answers: dict[str, Any] | None = protocol.read_answers(scratch / "answers.json",
                                                                    nonce)
@@ -257,7 +258,7 @@ def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str
         shutil.rmtree(batch, ignore_errors=True)  # our own mkdtemp folder, nothing else
 
 
-def _result(path: Path, run: Any, sandbox: str) -> tuple[str, list[str]]:
+def _result(path: Path, run: Any, sandbox: str, limit: int = 0) -> tuple[str, list[str]]:
     """The run's status and cell errors (``result.json`` is untrusted: checked, shortened)."""
     if run.timed_out:
         status = "timeout"
@@ -273,8 +274,8 @@ def _result(path: Path, run: Any, sandbox: str) -> tuple[str, list[str]]:
         errors = [str(e)[:300] for e in result.get("cell_errors", [])][:20]
     except (OSError, ValueError, AttributeError, TypeError):  # UnicodeDecodeError is a ValueError
         pass
-    if getattr(run, "over_total", False):
-        status = "killed (wrote more than the total limit)"
+    if run.over_total:
+        status = f"killed: wrote more than {limit // 2**20} MiB in all (the limit of a run)"
     if run.orphans_killed and sandbox == "none":  # in bwrap they die with the namespace
         errors.append(f"{run.orphans_killed} leftover process(es) killed after the run")
     return status, errors
