@@ -177,6 +177,7 @@ def grade(
     progress: bool = True,
     runner: Runner | None = None,
     limits: dict[str, int] | None = None,
+    threads: int | str | None = None,
     warn: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
 ) -> BatchResult:
     """Grade every submission isolated, reuse the journal's verdicts, write the reports.
@@ -197,6 +198,8 @@ def grade(
         progress: show a progress bar on standard error.
         runner: run the tasks with this runner instead (tests, other engines).
         limits: sandbox limits to change (``course.teach.sandbox.Limits`` field names).
+        threads: compute threads per run (OMP_NUM_THREADS etc. in the kernel); default: the
+            cores of the machine that runs it divided among its concurrent runs.
         warn: where warnings go.
 
     Raises:
@@ -208,6 +211,7 @@ def grade(
     settings_cell = positive(cell_timeout, "--timeout-cell")
     settings_notebook = positive(notebook_timeout, "--timeout-notebook")
     jobs = int(positive(jobs, "--jobs", whole=True))
+    threads = None if threads is None else int(positive(threads, "--threads", whole=True))
     root = Path(submissions)
     found = scan(root)
     out = Path(out_csv)
@@ -249,7 +253,7 @@ def grade(
                                    catalogue)
                 for name in {s.notebook for s in found.found}}
     settings = Settings(settings_cell, settings_notebook, chosen,
-                        tuple(sorted((limits or {}).items())))
+                        tuple(sorted((limits or {}).items())), threads)
     version = course_version()
     tasks: dict[str, tuple[Task, list[Submission]]] = {}
     order: list[tuple[Submission, str]] = []

@@ -25,6 +25,9 @@ def register_cli(sub: Any) -> None:
     parser.add_argument("--timeout-notebook", default="600", metavar="S")
     parser.add_argument("--jobs", default="1", metavar="N",
                         help="notebooks graded in parallel on this machine")
+    parser.add_argument("--threads", default=None, metavar="N",
+                        help="compute threads per run (default: the cores divided among the "
+                             "runs at a time: --jobs here, a Dask worker's threads there)")
     parser.add_argument("--exercises", nargs="+", metavar="ID",
                         help="exercise ids every notebook is graded on (default: the course's "
                              "notebook of that name, or the markup most submissions share)")
@@ -57,7 +60,7 @@ def run_cli(args: argparse.Namespace) -> int:
                       notebook_timeout=args.timeout_notebook, jobs=args.jobs,
                       exercises=args.exercises, feedback_dir=args.feedback, sandbox=args.sandbox,
                       scheduler=args.scheduler, regrade=args.regrade, roster=args.roster,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, threads=args.threads)
     except GradingError as error:
         print(f"course grade: {' '.join(str(error).split())}", file=sys.stderr)
         return 2

@@ -47,6 +47,8 @@ class Settings:
     notebook_timeout: float = 600
     sandbox: str = "auto"  # as asked; each machine resolves "auto" for itself
     limits: tuple[tuple[str, int], ...] = ()  # sandbox.Limits as items; () for the defaults
+    threads: int | None = None  # per run; None: the cores of the machine that runs it divided
+    #                             among its concurrent runs (jobs here, a Dask worker's threads)
 
     def limits_dict(self) -> dict[str, int]:
         """The sandbox limits for the worker's job."""
@@ -160,6 +162,24 @@ def _sandbox_here(requested: str) -> str:
     return choose_sandbox(requested)
 
 
+#: Runs at a time in this process (set by LocalRunner; a Dask worker reports its own).
+_LANES = [1]
+
+
+def _threads_here() -> int:
+    """The thread budget of one run here: the cores over the runs sharing them."""
+    from course.teach.kernelenv import thread_budget
+
+    lanes = _LANES[0]
+    try:
+        from distributed import get_worker
+
+        lanes = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        pass
+    return thread_budget(lanes)
+
+
 def worker_name() -> str:
     """``host:pid`` of this process, for the record of where a submission ran."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -241,8 +261,10 @@ def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str
                "collector_timeout": collector_timeout,
                "collector": {"manifest": str(scratch / "manifest.json"),
                              "answers": str(scratch / "answers.json"), "nonce": nonce}}
+        env = scrubbed_env(scratch, course_root=library,
+                           threads=settings.threads or _threads_here())
         run = run_isolated([sys.executable, "-m", "course.teach.worker"], scratch=scratch,
-                           env=scrubbed_env(scratch, course_root=library),
+                           env=env,
                            stdin=json.dumps(job).encode(), timeout=settings.notebook_timeout,
                            sandbox=sandbox, processes=limits["processes"],
                            total_bytes=limits["total_bytes"], log=batch / "run.log")
@@ -326,6 +348,7 @@ class LocalRunner:
     def __init__(self, jobs: int = 1) -> None:
         self.jobs = max(1, int(jobs))
         self.where = f"this machine, {self.jobs} at a time"
+        _LANES[0] = self.jobs
         self._pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="grade")
 
     def results(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, TaskResult]]:
