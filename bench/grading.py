@@ -193,8 +193,8 @@ def estimate(per_notebook: dict[str, float], workers: Sequence[int], *, students
              overhead: float = 0.0) -> dict[int, float]:
     """Wall seconds of ``students`` x every notebook on each number of workers.
 
-    Assumptions: one notebook at a time per worker, each with a core to itself (the figures
-    in ``per_notebook`` are quiet, single-lane times of this machine); Dask balances the
+    Assumptions: one notebook at a time per worker, each worker a core of this machine's speed
+    to itself (the figures in ``per_notebook`` are quiet, one-thread times of this machine); Dask balances the
     queue, so the workers stay busy until the end, when the last tasks run alone (at worst the
     longest notebook); ``overhead`` seconds of cluster cost per task; no failures or retries.
     """
@@ -204,8 +204,19 @@ def estimate(per_notebook: dict[str, float], workers: Sequence[int], *, students
     return {n: students * per_student / n + (longest if tasks > n else 0.0) for n in workers}
 
 
+def _cpu_of(out: Path) -> float:
+    """CPU seconds of the (one) run recorded in the journal beside ``out``."""
+    import json
+    import sqlite3
+
+    with sqlite3.connect(out.with_name(f"{out.stem}.journal.sqlite")) as db:
+        return sum(json.loads(row[0]).get("cpu_seconds", 0.0)
+                   for row in db.execute("SELECT result FROM verdicts"))
+
+
 def per_notebook_times() -> dict[str, float]:
-    """Seconds to grade one solved copy of each course notebook, one at a time."""
+    """Seconds to grade one solved copy of each course notebook, one at a time, on one thread
+    (``--threads 1``: what one worker core does); prints wall and CPU seconds."""
     import nbformat
 
     from course.instructor import solve_notebook
@@ -221,8 +232,9 @@ def per_notebook_times() -> dict[str, float]:
             (folder / "subs" / "s").mkdir(parents=True)
             nbformat.write(solved, folder / "subs" / "s" / notebook.file)
             times[notebook.id] = _timed(folder / "subs", folder / "g.csv", sandbox,
-                                        "--timeout-cell", "1200", "--timeout-notebook", "3600")
-            print(f"| {notebook.id} | {times[notebook.id]:6.1f} s |", flush=True)
+                                        "--threads", "1")
+            print(f"| {notebook.id} | {times[notebook.id]:6.1f} s | "
+                  f"{_cpu_of(folder / 'g.csv'):6.1f} s |", flush=True)
     return times
 
 
@@ -231,7 +243,8 @@ def run(quick: bool = False, with_estimate: bool = False) -> dict[str, float]:
     sandboxes(quick)
     figures = cluster(quick)
     if with_estimate:
-        print("\n## Grading one solved copy of each notebook\n\n| notebook | seconds |\n|---|---|")
+        print("\n## Grading one solved copy of each notebook (one thread, default budgets)\n\n"
+              "| notebook | wall | CPU |\n|---|---|---|")
         times = per_notebook_times()
         workers = (1, 2, 4, 8, 16, 32)
         walls = estimate(times, workers, overhead=max(0.0, figures.get("overhead", 0.0)))

@@ -335,3 +335,37 @@ def test_a_run_under_the_total_limit_is_not_stopped(tmp_path):
                        scratch=scratch, env=dict(os.environ), stdin=b"", timeout=60,
                        sandbox="none", total_bytes=64 * 2**20)
     assert run.returncode == 0 and not run.over_total
+
+
+# -- CPU-time budgets --------------------------------------------------------------------------------
+
+_BURN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end:\n    pass\n"
+
+
+def test_a_run_is_held_to_its_cpu_budget_not_the_wall_clock(tmp_path):
+    from course.teach.sandbox import run_isolated
+
+    scratch = tmp_path / "s"
+    scratch.mkdir()
+    burner = run_isolated([sys.executable, "-c", _BURN.format(seconds=60)], scratch=scratch,
+                          env=dict(os.environ), stdin=b"", timeout=120, sandbox="none",
+                          cpu_timeout=2)
+    assert burner.cpu_timed_out and burner.timed_out and burner.seconds < 60
+    assert 2 <= burner.cpu_seconds < 10
+    sleeper = run_isolated([sys.executable, "-c", "import time; time.sleep(60)"],
+                           scratch=scratch, env=dict(os.environ), stdin=b"", timeout=3,
+                           sandbox="none", cpu_timeout=2)
+    assert sleeper.timed_out and not sleeper.cpu_timed_out  # the wall-clock backstop
+
+
+def test_cpu_time_of_a_process_tree_counts_children_and_threads():
+    from course.teach.sandbox import tree_cpu_seconds
+
+    before = tree_cpu_seconds()
+    code = ("import threading, time\n"
+            "def burn():\n    end = time.thread_time() + 0.6\n"
+            "    while time.thread_time() < end: pass\n"
+            "ts = [threading.Thread(target=burn) for _ in range(2)]\n"
+            "[t.start() for t in ts]; [t.join() for t in ts]\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert tree_cpu_seconds() - before >= 1.1  # both threads of the reaped child

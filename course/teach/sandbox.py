@@ -331,24 +331,30 @@ class RunResult:
     seconds: float
     orphans_killed: int
     over_total: bool = False  # killed for writing more than ``total_bytes`` in all
+    cpu_timed_out: bool = False  # killed for using more than ``cpu_timeout`` CPU seconds
+    cpu_seconds: float = 0.0  # what the run used, all its processes together
 
 
 def run_isolated(command: Sequence[str], *, scratch: Path, env: dict[str, str], stdin: bytes,
                  timeout: float, sandbox: str, readable: Sequence[Path] = (),
                  log: Path | None = None, processes: int = Limits.processes,
-                 total_bytes: int = Limits.total_bytes) -> RunResult:
+                 total_bytes: int = Limits.total_bytes,
+                 cpu_timeout: float | None = None) -> RunResult:
     """Run ``command`` in ``sandbox`` with ``stdin``; kill it and everything it started at the end.
 
     A small supervisor process (this module's ``__main__``) starts it, enforces ``timeout`` and,
     being a child subreaper, kills every process the run left behind before it exits, including
     those that called ``setsid`` to get away. It also kills the run once the scratch folder and
-    the log together have grown by more than ``total_bytes``.
+    the log together have grown by more than ``total_bytes``, or once all its processes
+    together have used ``cpu_timeout`` CPU seconds (``timeout`` is then the wall-clock backstop
+    for a run that waits without computing).
     """
     full = bwrap_command(command, scratch=scratch, readable=readable) \
         if sandbox == "bwrap" else list(command)
     spec = {"command": full, "cwd": str(scratch), "timeout": timeout,
             "log": str(log or os.devnull), "stdin": stdin.decode("utf-8"),
-            "processes": processes, "parent": os.getpid(), "total_bytes": total_bytes}
+            "processes": processes, "parent": os.getpid(), "total_bytes": total_bytes,
+            "cpu_timeout": cpu_timeout}
     start = time.monotonic()
     supervisor = subprocess.Popen([sys.executable, "-m", "course.teach.sandbox"], env=env,
                                   cwd=scratch, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -364,7 +370,58 @@ def run_isolated(command: Sequence[str], *, scratch: Path, env: dict[str, str], 
         report = {}
     return RunResult(report.get("returncode"), bool(report.get("timed_out", not report)),
                      time.monotonic() - start, int(report.get("orphans_killed", 0)),
-                     bool(report.get("over_total", False)))
+                     bool(report.get("over_total", False)), bool(report.get("cpu_timed_out")),
+                     float(report.get("cpu_seconds", 0.0)))
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int) -> tuple[int, float, float] | None:
+    """``(ppid, own CPU seconds, CPU seconds of the children it reaped)`` of a process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    try:
+        own = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        reaped = (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
+        return int(fields[1]), own, reaped
+    except (IndexError, ValueError):
+        return None
+
+
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """CPU seconds used so far by the descendants of ``root`` (default: this process): the
+    live ones, every thread of each, and the children they reaped, plus what ``root`` itself
+    reaped. A run's work, whatever else the machine is doing (Linux ``/proc``; 0 elsewhere)."""
+    me = os.getpid() if root is None else root
+    stats: dict[int, tuple[int, float, float]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 0.0
+    for name in names:
+        if name.isdigit():
+            found = _proc_stat(int(name))
+            if found is not None:
+                stats[int(name)] = found
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    if root is None:
+        times = os.times()
+        total = times.children_user + times.children_system
+    else:
+        total = stats[me][2] if me in stats else 0.0
+    todo = list(children.get(me, []))
+    while todo:
+        pid = todo.pop()
+        _, own, reaped = stats[pid]
+        total += own + reaped
+        todo.extend(children.get(pid, []))
+    return total
 
 
 def disk_usage(*paths: str | os.PathLike[str]) -> int:
@@ -482,7 +539,8 @@ def _run_supervised(spec: dict[str, Any], cgroup: PidsCgroup) -> dict[str, Any]:
         process = subprocess.Popen(spec["command"], cwd=spec["cwd"], stdin=subprocess.PIPE,
                                    stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True, close_fds=True)
-        timed_out = over_total = False
+        timed_out = False
+        stopped: str | None = None
         try:
             assert process.stdin is not None
             try:
@@ -490,23 +548,30 @@ def _run_supervised(spec: dict[str, Any], cgroup: PidsCgroup) -> dict[str, Any]:
                 process.stdin.close()
             except BrokenPipeError:
                 pass  # it died before reading its job: recorded as a failed run
-            over_total = _wait_watching(process, spec)
+            stopped = _wait_watching(process, spec)
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
             _kill_group(process.pid)
             process.wait()
     orphans = cgroup.kill_all() + kill_orphans()
+    times = os.times()
+    cpu_timed_out = stopped == "cpu"
+    timed_out = timed_out or cpu_timed_out
     return {"returncode": None if timed_out else process.returncode, "timed_out": timed_out,
             "orphans_killed": orphans, "cgroup": cgroup.path is not None,
-            "over_total": not timed_out and over_total}
+            "over_total": stopped == "total", "cpu_timed_out": cpu_timed_out,
+            "cpu_seconds": times.children_user + times.children_system}
 
 
-def _wait_watching(process: subprocess.Popen[bytes], spec: dict[str, Any]) -> bool:
-    """Wait for the run until its timeout (raising ``TimeoutExpired``), checking twice a second
-    what it has written in all; returns True when that went over ``total_bytes``."""
+def _wait_watching(process: subprocess.Popen[bytes], spec: dict[str, Any]) -> str | None:
+    """Wait for the run until its wall-clock timeout (raising ``TimeoutExpired``), checking
+    twice a second what it has written and the CPU time it has used in all; returns None when
+    it ended, ``"total"`` when it wrote more than ``total_bytes``, ``"cpu"`` when it used more
+    than ``cpu_timeout`` CPU seconds."""
     deadline = time.monotonic() + spec["timeout"]
     limit = spec.get("total_bytes")
+    cpu_limit = spec.get("cpu_timeout")
     watched = [spec["cwd"], spec["log"]] if spec["log"] != os.devnull else [spec["cwd"]]
     base = disk_usage(*watched)
     while True:
@@ -515,10 +580,12 @@ def _wait_watching(process: subprocess.Popen[bytes], spec: dict[str, Any]) -> bo
             raise subprocess.TimeoutExpired(spec["command"], spec["timeout"])
         try:
             process.wait(timeout=min(0.5, left))
-            return False
+            return None
         except subprocess.TimeoutExpired:
             if limit and disk_usage(*watched) - base > limit:
-                return True
+                return "total"
+            if cpu_limit and tree_cpu_seconds() > cpu_limit:
+                return "cpu"
 
 
 if __name__ == "__main__":

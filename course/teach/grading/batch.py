@@ -165,8 +165,9 @@ def grade(
     submissions: str | Path,
     out_csv: str | Path,
     *,
-    cell_timeout: float = 60,
-    notebook_timeout: float = 600,
+    cell_timeout: float = 300,
+    notebook_timeout: float = 1800,
+    wall_factor: float = 2.0,
     jobs: int = 1,
     exercises: Sequence[str] | None = None,
     feedback_dir: str | Path | None = None,
@@ -186,8 +187,11 @@ def grade(
         submissions: a folder ``<student>/<notebook>.ipynb`` (or ``<student>__<notebook>.ipynb``).
         out_csv: the grades CSV (one row per student, notebook and exercise); the journal
             (``<stem>.journal.sqlite``) and any gradebook exports go beside it.
-        cell_timeout: seconds before a cell is interrupted (the run then goes on).
-        notebook_timeout: wall-clock seconds before a whole run is killed.
+        cell_timeout: CPU seconds a cell may use before it is interrupted (the run goes on).
+        notebook_timeout: CPU seconds the whole run may use before it is killed. CPU time
+            measures the student's work, which a busy machine does not stretch.
+        wall_factor: the wall-clock backstop of a run (for one that waits without computing)
+            is this many times its CPU budget; a cell has no wall-clock limit of its own.
         jobs: notebooks graded at the same time on this machine (without ``scheduler``).
         exercises: exercise ids every notebook is graded on (default: see ``expected_exercises``).
         feedback_dir: where ``<student>.md`` feedback goes (default: ``feedback/`` beside the CSV).
@@ -210,6 +214,7 @@ def grade(
 
     settings_cell = positive(cell_timeout, "--timeout-cell")
     settings_notebook = positive(notebook_timeout, "--timeout-notebook")
+    factor = positive(wall_factor, "--wall-factor")
     jobs = int(positive(jobs, "--jobs", whole=True))
     threads = None if threads is None else int(positive(threads, "--threads", whole=True))
     root = Path(submissions)
@@ -252,8 +257,9 @@ def grade(
                 expected_exercises(name, [s for s in found.found if s.notebook == name],
                                    catalogue)
                 for name in {s.notebook for s in found.found}}
-    settings = Settings(settings_cell, settings_notebook, chosen,
-                        tuple(sorted((limits or {}).items())), threads)
+    settings = Settings(cell_timeout=settings_cell, notebook_timeout=settings_notebook,
+                        wall_factor=factor, sandbox=chosen,
+                        limits=tuple(sorted((limits or {}).items())), threads=threads)
     version = course_version()
     tasks: dict[str, tuple[Task, list[Submission]]] = {}
     order: list[tuple[Submission, str]] = []

@@ -21,8 +21,13 @@ def register_cli(sub: Any) -> None:
     parser.add_argument("--out", required=True, metavar="CSV",
                         help="the grades CSV (the journal <stem>.journal.sqlite goes beside it)")
     # numbers are checked by grade() itself, so a bad one is one line (argparse prints two)
-    parser.add_argument("--timeout-cell", default="60", metavar="S")
-    parser.add_argument("--timeout-notebook", default="600", metavar="S")
+    parser.add_argument("--timeout-cell", default="300", metavar="S",
+                        help="CPU seconds a cell may use before it is interrupted (default 300)")
+    parser.add_argument("--timeout-notebook", default="1800", metavar="S",
+                        help="CPU seconds a whole run may use (default 1800)")
+    parser.add_argument("--wall-factor", default="2", metavar="F",
+                        help="wall-clock backstop of a run, for one that waits without "
+                             "computing: F times --timeout-notebook (default 2)")
     parser.add_argument("--jobs", default="1", metavar="N",
                         help="notebooks graded in parallel on this machine")
     parser.add_argument("--threads", default=None, metavar="N",
@@ -57,7 +62,8 @@ def run_cli(args: argparse.Namespace) -> int:
     become_subreaper()
     try:
         batch = grade(args.submissions, args.out, cell_timeout=args.timeout_cell,
-                      notebook_timeout=args.timeout_notebook, jobs=args.jobs,
+                      notebook_timeout=args.timeout_notebook, wall_factor=args.wall_factor,
+                      jobs=args.jobs,
                       exercises=args.exercises, feedback_dir=args.feedback, sandbox=args.sandbox,
                       scheduler=args.scheduler, regrade=args.regrade, roster=args.roster,
                       progress=not args.no_progress, threads=args.threads)

@@ -43,8 +43,9 @@ from course.teach.keys import FunctionKey
 class Settings:
     """How each submission is run (plain data: it travels to workers)."""
 
-    cell_timeout: float = 60
-    notebook_timeout: float = 600
+    cell_timeout: float = 300  # CPU seconds a cell may use (the kernel and its children)
+    notebook_timeout: float = 1800  # CPU seconds the whole run may use
+    wall_factor: float = 2.0  # the wall-clock backstop of a run: this many times its CPU budget
     sandbox: str = "auto"  # as asked; each machine resolves "auto" for itself
     limits: tuple[tuple[str, int], ...] = ()  # sandbox.Limits as items; () for the defaults
     threads: int | None = None  # per run; None: the cores of the machine that runs it divided
@@ -82,6 +83,7 @@ class TaskResult:
     sandbox: str = ""
     worker: str = ""
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     def to_json(self) -> str:
         """For the journal."""
@@ -129,6 +131,7 @@ def task_key(content_digest: str, exercises: Sequence[str], settings: Settings,
 
 _LOCK = threading.Lock()
 _PREPARED: set[str] = set()
+_CPU: dict[int, float] = {}  # CPU seconds of the last run, per grading thread
 
 
 @functools.lru_cache(maxsize=1)
@@ -215,7 +218,8 @@ def grade_task(task: Task) -> TaskResult:
         rows.append({"exercise": exercise_id, "outcome": outcome, "points": earned,
                      "max_points": points[exercise_id], "detail": detail})
     return TaskResult(status, rows, cell_errors, sandbox=sandbox, worker=worker_name(),
-                      seconds=time.monotonic() - start)
+                      seconds=time.monotonic() - start,
+                      cpu_seconds=_CPU.pop(threading.get_ident(), 0.0))
 
 
 def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str], dict[str, Any]]:
@@ -226,6 +230,8 @@ def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str
     catalogue = _catalogue()
     settings = task.settings
     limits = settings.limits_dict()
+    # each process may use the whole run's CPU budget (the supervisor holds the run to it)
+    limits["cpu_seconds"] = max(limits["cpu_seconds"], int(settings.notebook_timeout) + 60)
     # the log goes beside the scratch folder, where the run cannot write
     batch = Path(tempfile.mkdtemp(prefix="course-grade-"))
     try:
@@ -257,7 +263,11 @@ def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str
             for e in manifest if e["kind"] == "function")
         job = {"notebook": str(scratch / "work" / "submission.ipynb"),
                "cwd": str(scratch / "work"), "result": str(scratch / "result.json"),
-               "cell_timeout": settings.cell_timeout, "limits": limits,
+               # a cell is held to its CPU budget; the wall clock only stops a run that waits
+               # (sleeps, blocks) without computing, at the notebook's backstop: a cell made slow
+               # by a busy machine is never cut short for it
+               "cell_cpu": settings.cell_timeout,
+               "cell_timeout": settings.notebook_timeout * settings.wall_factor, "limits": limits,
                "collector_timeout": collector_timeout,
                "collector": {"manifest": str(scratch / "manifest.json"),
                              "answers": str(scratch / "answers.json"), "nonce": nonce}}
@@ -265,11 +275,14 @@ def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str
                            threads=settings.threads or _threads_here())
         run = run_isolated([sys.executable, "-m", "course.teach.worker"], scratch=scratch,
                            env=env,
-                           stdin=json.dumps(job).encode(), timeout=settings.notebook_timeout,
+                           stdin=json.dumps(job).encode(),
+                           timeout=settings.notebook_timeout * settings.wall_factor,
+                           cpu_timeout=settings.notebook_timeout,
                            sandbox=sandbox, processes=limits["processes"],
                            total_bytes=limits["total_bytes"], log=batch / "run.log")
-        status, cell_errors = _result(scratch / "result.json", run, sandbox,
-                                      limits["total_bytes"])
+        status, cell_errors = _result(scratch / "result.json", run, sandbox, limits["total_bytes"],
+                                      settings)
+        _CPU[threading.get_ident()] = run.cpu_seconds
         try:
             answers: dict[str, Any] | None = protocol.read_answers(scratch / "answers.json",
                                                                    nonce)
@@ -280,8 +293,10 @@ def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str
         shutil.rmtree(batch, ignore_errors=True)  # our own mkdtemp folder, nothing else
 
 
-def _result(path: Path, run: Any, sandbox: str, limit: int = 0) -> tuple[str, list[str]]:
+def _result(path: Path, run: Any, sandbox: str, limit: int = 0,
+            settings: Settings | None = None) -> tuple[str, list[str]]:
     """The run's status and cell errors (``result.json`` is untrusted: checked, shortened)."""
+    settings = settings or Settings()
     if run.timed_out:
         status = "timeout"
     elif run.returncode not in (0, None):
@@ -296,6 +311,13 @@ def _result(path: Path, run: Any, sandbox: str, limit: int = 0) -> tuple[str, li
         errors = [str(e)[:300] for e in result.get("cell_errors", [])][:20]
     except (OSError, ValueError, AttributeError, TypeError):  # UnicodeDecodeError is a ValueError
         pass
+    if run.cpu_timed_out:
+        status = (f"timeout: used more than {settings.notebook_timeout:g} CPU seconds in all "
+                  "(--timeout-notebook)")
+    elif run.timed_out:
+        status = (f"timeout: not finished after {run.seconds:.0f} s of wall-clock time "
+                  f"({settings.wall_factor:g} x --timeout-notebook, while using "
+                  f"{run.cpu_seconds:.0f} CPU seconds)")
     if run.over_total:
         status = f"killed: wrote more than {limit // 2**20} MiB in all (the limit of a run)"
     if run.orphans_killed and sandbox == "none":  # in bwrap they die with the namespace
@@ -307,7 +329,8 @@ def _judge(exercise_id: str, answers: dict[str, Any] | None, cases: Any,
            status: str) -> tuple[str, str]:
     """``(outcome, detail)`` of one exercise from the answers that arrived (if any)."""
     if answers is None:
-        unrecorded = {"timeout": "timeout", "kernel died": "crashed"}.get(status, "error")
+        unrecorded = "timeout" if status.startswith("timeout") else \
+            {"kernel died": "crashed"}.get(status, "error")
         return unrecorded, f"no answers arrived: notebook {status}"
     entry = answers.get(exercise_id)
     exercise = _catalogue().get(exercise_id)
