@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from course import labsettings, startpage
+from course import labsettings, manifest, startpage
 
 #: Only this machine can reach the server unless the learner asks otherwise.
 DEFAULT_IP = "127.0.0.1"
@@ -77,7 +77,7 @@ class WorkspaceUpdate:
 def notebooks_dir() -> Path:
     """The course's notebooks: the repository's ``notebooks/`` (an editable install), else
     ``./notebooks``."""
-    repo_notebooks = _repository() / "notebooks"
+    repo_notebooks = manifest.NOTEBOOKS_DIR
     if repo_notebooks.is_dir():
         return repo_notebooks
     here = Path.cwd() / "notebooks"
@@ -95,8 +95,11 @@ def default_workspace() -> Path:
 
 
 def course_notebooks(source: Path | None = None) -> list[Path]:
-    """The course's ``.ipynb`` files, in order."""
+    """The course's ``.ipynb`` files, in order: those of the course manifest when ``source`` is
+    the course's own folder, else every notebook in ``source``."""
     source = notebooks_dir() if source is None else Path(source)
+    if source.resolve() == manifest.NOTEBOOKS_DIR.resolve():
+        return [n.path(source) for n in manifest.NOTEBOOKS if n.path(source).is_file()]
     return sorted(p for p in source.glob("*.ipynb") if not p.name.startswith("."))
 
 

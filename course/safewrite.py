@@ -30,11 +30,12 @@ def inside(path: Path, folder: Path) -> bool:
 
 
 def check_target(path: Path, *, what: str, protected: Iterable[Path] = (),
-                 ours: Callable[[Path], bool] | None = None) -> None:
+                 ours: Callable[[Path], bool] | None = None, links: bool = False) -> None:
     """Refuse a file target that a write would harm; returns quietly when writing is safe.
 
     Safe means: ``path`` is not inside any ``protected`` folder, and it is either absent or a
-    regular file (not a link) that ``ours`` recognises as written by us before.
+    regular file (not a link) that ``ours`` recognises as written by us before. With ``links``,
+    a link is allowed (``atomic_write`` replaces the link itself, never what it points to).
 
     Raises:
         UnsafeOutput: the target is a folder, a link, a device, inside a protected folder, or an
@@ -44,8 +45,10 @@ def check_target(path: Path, *, what: str, protected: Iterable[Path] = (),
         if inside(path, folder) or inside(path.parent, folder):
             raise UnsafeOutput(f"{what} {path} is inside {folder}: refusing to write there "
                                "(choose a path outside it)")
-    if path.is_symlink():
+    if path.is_symlink() and not links:
         raise UnsafeOutput(f"{what} {path} is a link: refusing to replace it (choose another path)")
+    if path.is_symlink():
+        return
     if path.is_dir():
         raise UnsafeOutput(f"{what} {path} is a folder: refusing to replace it (give a file "
                            f"name inside it, e.g. {path / 'grades.csv'})")

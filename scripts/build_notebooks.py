@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT))  # this checkout's course, whatever is installed
 
+from course import manifest
 from course.labsettings import shipped_kernelspec
 from course.teach.kernelenv import kernel_env
 
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     def wanted(path: Path) -> bool:
         return not args.prefixes or path.name.startswith(tuple(args.prefixes))
 
-    for py in sorted(p for p in NOTEBOOKS.glob("*.py") if wanted(p) and is_jupytext_source(p)):
+    notebooks = [manifest.NOTEBOOKS_DIR / n.source for n in manifest.NOTEBOOKS]  # in order
+    for py in (p for p in notebooks if wanted(p) and is_jupytext_source(p)):
         print(f"synced  {sync(py).relative_to(ROOT)}")
     if args.no_execute:
         return 0
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.clear()
         os.environ.update(kernel_env(scratch, course_root=ROOT))
         try:
-            for path in sorted(p for p in NOTEBOOKS.glob("*.ipynb") if wanted(p)):
+            for path in (p.with_suffix(".ipynb") for p in notebooks if wanted(p)):
                 print(f"executed {path.relative_to(ROOT)} in {execute(path):.0f} s", flush=True)
         finally:
             os.environ.clear()

@@ -54,3 +54,13 @@ def test_search_benchmark_runs_and_measures_recall_against_exact(capsys):
     assert rows[0]["recall"] < 1.0  # one cell of 102 misses neighbours
     out = capsys.readouterr().out
     assert ("[PASS]" in out) != ("[FAIL]" in out) and "recall@10" in out
+
+
+def test_grading_estimate_spreads_the_class_over_the_workers():
+    from bench import grading
+
+    times = {"01": 10.0, "03": 60.0}  # 70 s of grading per student
+    walls = grading.estimate(times, (1, 2, 16), students=200, overhead=1.0)
+    assert walls[1] == pytest.approx(200 * 72 + 61)
+    assert walls[16] == pytest.approx(200 * 72 / 16 + 61)  # the last, longest task alone
+    assert walls[2] < walls[1]

@@ -230,7 +230,8 @@ def graded(request, tmp_path_factory):
     bob_before = (folder / "bob" / "example.ipynb").read_bytes()
     done = subprocess.run(
         [sys.executable, "-m", "course", "grade", str(folder), "--out", str(out),
-         "--timeout-cell", "4", "--timeout-notebook", "40", "--jobs", "3", "--sandbox", sandbox],
+         "--timeout-cell", "4", "--timeout-notebook", "40", "--wall-factor", "1", "--jobs", "3",
+         "--sandbox", sandbox],
         capture_output=True, text=True, timeout=900, cwd=root, check=False)
     csv_after = out.read_bytes() if out.exists() else b""
     alive = _alive_with_marker()

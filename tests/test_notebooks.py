@@ -18,6 +18,7 @@ import nbformat
 import numpy as np
 import pytest
 
+from course import manifest
 from course.exercises import FunctionExercise, Outcome, exercises_in
 from course.exercises.keys import nb03 as key03
 from course.exercises.keys import nb04 as key04
@@ -28,15 +29,7 @@ from course.teach.kernelenv import kernel_env
 from course.teach.markup import cell_markup, markup_problems
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = {
-    "nb01": ROOT / "notebooks" / "01_multimodality_intro.ipynb",
-    "nb02": ROOT / "notebooks" / "02_embeddings.ipynb",
-    "nb03": ROOT / "notebooks" / "03_contrastive_loss_math.ipynb",
-    "nb04": ROOT / "notebooks" / "04_zero_shot.ipynb",
-    "nb05": ROOT / "notebooks" / "05_retrieval.ipynb",
-    "nb06": ROOT / "notebooks" / "06_transfer.ipynb",
-    "nb07": ROOT / "notebooks" / "07_domain_adaptation.ipynb",
-}
+NOTEBOOKS = {n.exercises: n.path() for n in manifest.NOTEBOOKS if n.exercises}
 EXERCISES = [exercise for module in NOTEBOOKS for exercise in exercises_in(module)]
 
 

@@ -108,7 +108,7 @@ def test_learners_get_no_test_or_instructor_tools():
     """nbgrader and the test tools would show up in a learner's JupyterLab: extras only."""
     base = _names(_requirements())
     instructor, test = _names(_requirements("instructor")), _names(_requirements("test"))
-    assert instructor == {"nbgrader"}
+    assert instructor == {"nbgrader", "distributed"}  # distributed: course grade --scheduler
     assert instructor <= test  # the tests drive nbgrader
     assert {"pytest", "nbval", "jupytext", "ruff", "mypy", "selenium"} <= test
     assert not (instructor | test) & base

@@ -321,3 +321,17 @@ def test_a_nan_answer_is_graded_not_lost(tmp_path):
     assert verdict.outcome.value == "incorrect"
     assert "nan" in verdict.message.lower()
     assert "example.q3" in answers
+
+
+def test_the_thread_budget_reaches_a_grading_kernel(tmp_path):
+    """OMP_NUM_THREADS and friends are set from the budget, and torch uses it (a grading run
+    at --jobs 2 on 2 cores must not start 2 x 2 threads)."""
+    from course.teach.kernelenv import THREAD_VARIABLES, thread_budget
+
+    env = scrubbed_env(tmp_path, course_root=tmp_path, threads=1)
+    assert all(env[name] == "1" for name in THREAD_VARIABLES)
+    assert "OMP_NUM_THREADS" not in scrubbed_env(tmp_path, course_root=tmp_path)
+    done = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.stdout.strip() == "1", done.stderr
+    assert thread_budget(2, cores=8) == 4 and thread_budget(3, cores=2) == 1

@@ -19,8 +19,7 @@ notebook NN:
 
 from __future__ import annotations
 
-from importlib import import_module
-
+from course.teach.catalogue import exercises_in, get_exercise
 from course.teach.checks import CheckResult, Feedback, Outcome
 from course.teach.exercises import (
     Exercise,
@@ -42,25 +41,3 @@ __all__ = [
     "get_exercise",
     "solutions_disabled",
 ]
-
-
-def get_exercise(exercise_id: str) -> Exercise:
-    """The exercise with id ``"<module>.<name>"`` (e.g. ``"example.q1"``)."""
-    module_name, _, name = str(exercise_id).rpartition(".")
-    if not module_name or not name or not module_name.isidentifier() or module_name == "keys":
-        raise ValueError(f"exercise id {exercise_id!r} is not of the form '<module>.<name>'")
-    try:
-        module = import_module(f"course.exercises.{module_name}")
-    except ModuleNotFoundError as error:
-        raise KeyError(f"no exercise module course.exercises.{module_name} "
-                       f"(for exercise {exercise_id!r})") from error
-    exercise = getattr(module, name, None)
-    if not isinstance(exercise, Exercise) or exercise.id != exercise_id:
-        raise KeyError(f"course.exercises.{module_name} has no exercise {exercise_id!r}")
-    return exercise
-
-
-def exercises_in(module_name: str) -> list[Exercise]:
-    """Every exercise declared in ``course.exercises.<module_name>``, in definition order."""
-    module = import_module(f"course.exercises.{module_name}")
-    return [value for value in vars(module).values() if isinstance(value, Exercise)]

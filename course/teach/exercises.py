@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
 
+from course import manifest
 from course.teach.checks import CheckResult, Feedback, Outcome, variant_names
 from course.teach.keys import FunctionKey, Key, ValueKey
 from course.teach.protocol import (
@@ -138,7 +139,7 @@ class Exercise:
         """
         module_name, _, name = self.id.rpartition(".")
         try:
-            module = import_module(f"course.exercises.keys.{module_name}")
+            module = import_module(f"{manifest.EXERCISES_PACKAGE}.keys.{module_name}")
         except ImportError as error:
             raise KeyUnavailable(f"no answer key for {self.id} here") from error
         key = getattr(module, name, None)

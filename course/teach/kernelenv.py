@@ -57,12 +57,20 @@ def kernel_env(scratch: str | os.PathLike[str], *, base: Mapping[str, str] | Non
     return env
 
 
-def scrubbed_env(scratch: str | os.PathLike[str], *, course_root: str | os.PathLike[str]
-                 ) -> dict[str, str]:
+#: The variables that cap a process's compute threads (OpenMP, the BLAS libraries, torch's
+#: intra-op pool reads OMP_NUM_THREADS at start).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def scrubbed_env(scratch: str | os.PathLike[str], *, course_root: str | os.PathLike[str],
+                 threads: int | None = None) -> dict[str, str]:
     """A grading kernel's environment: nothing of the grader's but the locale and a PATH.
 
     HOME, TMPDIR and every Jupyter, IPython and matplotlib folder are fresh, empty folders under
-    ``scratch``; widgets are off and figures render off screen.
+    ``scratch``; widgets are off and figures render off screen. ``threads`` (when given) is
+    the run's thread budget, set in every variable of :data:`THREAD_VARIABLES`: without it,
+    ``--jobs N`` on C cores would run N x C threads, each run slowing the others.
     """
     scratch = Path(scratch)
     home, tmp = scratch / "home", scratch / "tmp"
@@ -83,6 +91,17 @@ def scrubbed_env(scratch: str | os.PathLike[str], *, course_root: str | os.PathL
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
     })
+    if threads is not None:
+        base.update({name: str(max(1, int(threads))) for name in THREAD_VARIABLES})
     env = kernel_env(scratch, base=base, course_root=course_root)
     env.update({"COURSE_NO_WIDGETS": "1", "MPLBACKEND": "Agg"})
     return env
+
+
+def thread_budget(lanes: int, cores: int | None = None) -> int:
+    """Threads per run when ``lanes`` runs share this machine: its cores divided among them
+    (at least 1)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
+    return max(1, cores // max(1, lanes))

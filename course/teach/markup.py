@@ -141,7 +141,7 @@ def function_body(source: str) -> str:
 
 def stub_cells(nb: Any) -> Iterator[tuple[int, Any, Any]]:
     """``(index, cell, exercise)`` of each stub cell whose exercise exists."""
-    from course.exercises import get_exercise
+    from course.teach.catalogue import get_exercise
 
     for index, cell in enumerate(nb.cells):
         exercise_id, role = cell_markup(cell)
@@ -159,7 +159,7 @@ def nbgrader_cells(nb: Any) -> list[int]:
 
 def markup_problems(nb: Any, name: str = "notebook") -> list[str]:
     """What would break ``solve``/``assign``/``export-nbgrader``/``grade`` (empty when fine)."""
-    from course.exercises import get_exercise
+    from course.teach.catalogue import get_exercise
 
     problems = []
     stubs: list[str] = []

@@ -38,6 +38,7 @@ from course.teach.kernelenv import COURSE_ROOT
 SANDBOXES = ("auto", "bwrap", "none")
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_DUMPABLE = 4
+_PR_SET_PDEATHSIG = 1
 #: Folders of the system a sandboxed run may read (missing ones are skipped).
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt")
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/passwd",
@@ -56,6 +57,9 @@ class Limits:
     cpu_seconds: int = 1800
     memory_bytes: int = 8 * 2**30
     file_bytes: int = 256 * 2**20
+    #: everything a run writes, all files together (its scratch folder, /tmp and its log):
+    #: the per-file limit alone lets a run fill the disk with many files
+    total_bytes: int = 1 * 2**30
     output_bytes: int = 2 * 2**20
     processes: int = 512
 
@@ -109,6 +113,17 @@ def become_subreaper() -> bool:
     """Adopt orphaned descendants (Linux): a process that ``setsid``s and forks away still
     reparents to us, so it can be found and killed. Returns whether it worked."""
     return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def die_with_parent(parent: int | None = None) -> bool:
+    """Be killed (SIGKILL) when the process that started us dies (Linux): a grader or a Dask
+    worker killed mid-run takes its runs with it. ``parent``: the pid that started us, to catch
+    a parent that died before this call. Returns whether it is in force."""
+    if not _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL):
+        return False
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return True
 
 
 def make_undumpable() -> bool:
@@ -260,8 +275,12 @@ def bwrap_command(command: Sequence[str], *, scratch: Path, readable: Sequence[P
         scratch: the only writable folder (mounted at the same path inside).
         readable: further folders mounted read-only (the stripped ``course`` copy).
     """
+    # /tmp is the scratch folder's tmp/ (where the supervisor counts what a run writes; a tmpfs
+    # would fill memory uncounted), /run is empty and read-only
+    tmp = ["--bind", str(scratch / "tmp"), "/tmp"] if (scratch / "tmp").is_dir() \
+        else ["--tmpfs", "/tmp"]
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+            "--proc", "/proc", "--dev", "/dev", *tmp, "--tmpfs", "/run", "--remount-ro", "/run"]
     for name in _SYSTEM_DIRS:
         path = Path(name)
         if path.is_symlink():
@@ -311,22 +330,31 @@ class RunResult:
     timed_out: bool
     seconds: float
     orphans_killed: int
+    over_total: bool = False  # killed for writing more than ``total_bytes`` in all
+    cpu_timed_out: bool = False  # killed for using more than ``cpu_timeout`` CPU seconds
+    cpu_seconds: float = 0.0  # what the run used, all its processes together
 
 
 def run_isolated(command: Sequence[str], *, scratch: Path, env: dict[str, str], stdin: bytes,
                  timeout: float, sandbox: str, readable: Sequence[Path] = (),
-                 log: Path | None = None, processes: int = Limits.processes) -> RunResult:
+                 log: Path | None = None, processes: int = Limits.processes,
+                 total_bytes: int = Limits.total_bytes,
+                 cpu_timeout: float | None = None) -> RunResult:
     """Run ``command`` in ``sandbox`` with ``stdin``; kill it and everything it started at the end.
 
     A small supervisor process (this module's ``__main__``) starts it, enforces ``timeout`` and,
     being a child subreaper, kills every process the run left behind before it exits, including
-    those that called ``setsid`` to get away.
+    those that called ``setsid`` to get away. It also kills the run once the scratch folder and
+    the log together have grown by more than ``total_bytes``, or once all its processes
+    together have used ``cpu_timeout`` CPU seconds (``timeout`` is then the wall-clock backstop
+    for a run that waits without computing).
     """
     full = bwrap_command(command, scratch=scratch, readable=readable) \
         if sandbox == "bwrap" else list(command)
     spec = {"command": full, "cwd": str(scratch), "timeout": timeout,
             "log": str(log or os.devnull), "stdin": stdin.decode("utf-8"),
-            "processes": processes}
+            "processes": processes, "parent": os.getpid(), "total_bytes": total_bytes,
+            "cpu_timeout": cpu_timeout}
     start = time.monotonic()
     supervisor = subprocess.Popen([sys.executable, "-m", "course.teach.sandbox"], env=env,
                                   cwd=scratch, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -341,7 +369,76 @@ def run_isolated(command: Sequence[str], *, scratch: Path, env: dict[str, str], 
     except (UnicodeDecodeError, json.JSONDecodeError):
         report = {}
     return RunResult(report.get("returncode"), bool(report.get("timed_out", not report)),
-                     time.monotonic() - start, int(report.get("orphans_killed", 0)))
+                     time.monotonic() - start, int(report.get("orphans_killed", 0)),
+                     bool(report.get("over_total", False)), bool(report.get("cpu_timed_out")),
+                     float(report.get("cpu_seconds", 0.0)))
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int) -> tuple[int, float, float] | None:
+    """``(ppid, own CPU seconds, CPU seconds of the children it reaped)`` of a process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    try:
+        own = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        reaped = (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
+        return int(fields[1]), own, reaped
+    except (IndexError, ValueError):
+        return None
+
+
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """CPU seconds used so far by the descendants of ``root`` (default: this process): the
+    live ones, every thread of each, and the children they reaped, plus what ``root`` itself
+    reaped. A run's work, whatever else the machine is doing (Linux ``/proc``; 0 elsewhere)."""
+    me = os.getpid() if root is None else root
+    stats: dict[int, tuple[int, float, float]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return 0.0
+    for name in names:
+        if name.isdigit():
+            found = _proc_stat(int(name))
+            if found is not None:
+                stats[int(name)] = found
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    if root is None:
+        times = os.times()
+        total = times.children_user + times.children_system
+    else:
+        total = stats[me][2] if me in stats else 0.0
+    todo = list(children.get(me, []))
+    while todo:
+        pid = todo.pop()
+        _, own, reaped = stats[pid]
+        total += own + reaped
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def disk_usage(*paths: str | os.PathLike[str]) -> int:
+    """Bytes of disk the files and folders below ``paths`` use (links not followed)."""
+    total = 0
+    for top in paths:
+        try:
+            total += os.lstat(top).st_blocks * 512
+        except OSError:
+            continue
+        for here, dirs, files in os.walk(top):
+            for name in dirs + files:
+                try:
+                    total += os.lstat(os.path.join(here, name)).st_blocks * 512
+                except OSError:
+                    continue
+    return total
 
 
 class PidsCgroup:
@@ -427,6 +524,7 @@ def _remove_cgroup(path: Path) -> None:
 
 def _supervise(spec: dict[str, Any]) -> dict[str, Any]:
     """The supervisor: start the run in its own session, wait, then kill all that is left."""
+    die_with_parent(spec.get("parent"))
     become_subreaper()
     make_undumpable()
     cgroup = PidsCgroup(spec.get("processes", Limits.processes))
@@ -442,6 +540,7 @@ def _run_supervised(spec: dict[str, Any], cgroup: PidsCgroup) -> dict[str, Any]:
                                    stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True, close_fds=True)
         timed_out = False
+        stopped: str | None = None
         try:
             assert process.stdin is not None
             try:
@@ -449,15 +548,44 @@ def _run_supervised(spec: dict[str, Any], cgroup: PidsCgroup) -> dict[str, Any]:
                 process.stdin.close()
             except BrokenPipeError:
                 pass  # it died before reading its job: recorded as a failed run
-            process.wait(timeout=spec["timeout"])
+            stopped = _wait_watching(process, spec)
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
             _kill_group(process.pid)
             process.wait()
     orphans = cgroup.kill_all() + kill_orphans()
+    times = os.times()
+    cpu_timed_out = stopped == "cpu"
+    timed_out = timed_out or cpu_timed_out
     return {"returncode": None if timed_out else process.returncode, "timed_out": timed_out,
-            "orphans_killed": orphans, "cgroup": cgroup.path is not None}
+            "orphans_killed": orphans, "cgroup": cgroup.path is not None,
+            "over_total": stopped == "total", "cpu_timed_out": cpu_timed_out,
+            "cpu_seconds": times.children_user + times.children_system}
+
+
+def _wait_watching(process: subprocess.Popen[bytes], spec: dict[str, Any]) -> str | None:
+    """Wait for the run until its wall-clock timeout (raising ``TimeoutExpired``), checking
+    twice a second what it has written and the CPU time it has used in all; returns None when
+    it ended, ``"total"`` when it wrote more than ``total_bytes``, ``"cpu"`` when it used more
+    than ``cpu_timeout`` CPU seconds."""
+    deadline = time.monotonic() + spec["timeout"]
+    limit = spec.get("total_bytes")
+    cpu_limit = spec.get("cpu_timeout")
+    watched = [spec["cwd"], spec["log"]] if spec["log"] != os.devnull else [spec["cwd"]]
+    base = disk_usage(*watched)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(spec["command"], spec["timeout"])
+        try:
+            process.wait(timeout=min(0.5, left))
+            return None
+        except subprocess.TimeoutExpired:
+            if limit and disk_usage(*watched) - base > limit:
+                return "total"
+            if cpu_limit and tree_cpu_seconds() > cpu_limit:
+                return "cpu"
 
 
 if __name__ == "__main__":

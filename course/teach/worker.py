@@ -10,12 +10,22 @@ Nothing it writes is trusted by the grader beyond being data.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
-from course.teach.sandbox import apply_limits, become_subreaper, kill_orphans, make_undumpable
+from course.teach.sandbox import (
+    apply_limits,
+    become_subreaper,
+    die_with_parent,
+    kill_orphans,
+    make_undumpable,
+    tree_cpu_seconds,
+)
 
 #: The longest error message kept per cell.
 MAX_ERROR_CHARS = 300
@@ -107,6 +117,43 @@ def _client(nb: Any, job: dict[str, Any]) -> Any:
                       resources={"metadata": {"path": job["cwd"]}})
 
 
+class CpuWatch(threading.Thread):
+    """Interrupts a cell once the kernel (and whatever it started) has used ``budget`` CPU
+    seconds on it: the student's work, not the wall clock, which a busy machine stretches."""
+
+    def __init__(self, client: Any, budget: float | None) -> None:
+        super().__init__(daemon=True)
+        self.client, self.budget = client, budget
+        self.cell: int | None = None
+        self.base = 0.0
+        self.stopped: set[int] = set()
+        self.done = threading.Event()
+
+    def watch(self, index: int | None) -> None:
+        """Start counting for cell ``index`` (None: stop counting)."""
+        self.base = tree_cpu_seconds()
+        self.cell = index
+
+    def run(self) -> None:
+        while self.budget and not self.done.wait(0.25):
+            cell = self.cell
+            if cell is None or cell in self.stopped:
+                continue
+            if tree_cpu_seconds() - self.base > self.budget:
+                self.stopped.add(cell)
+                self._interrupt()
+
+    def _interrupt(self) -> None:
+        try:
+            pid = self.client.km.provisioner.process.pid
+        except AttributeError:
+            return
+        try:
+            os.kill(pid, signal.SIGINT)  # ipykernel's interrupt: a KeyboardInterrupt in the cell
+        except ProcessLookupError:
+            pass
+
+
 def run(job: dict[str, Any]) -> dict[str, Any]:
     """Execute the job's notebook plus the collecting cell; returns how it went."""
     import nbformat
@@ -121,22 +168,33 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     nb.cells.append(nbformat.v4.new_code_cell(hand_over_source(listed, str(folder))))
     status = "ok"
     client = _client(nb, job)
+    budget = job.get("cell_cpu")
+    watch = CpuWatch(client, budget)
+    watch.start()
     try:
         with client.setup_kernel():
             for index, cell in enumerate(nb.cells):
-                if index == len(nb.cells) - 1:  # the grader's cell runs every hidden case
+                last = index == len(nb.cells) - 1
+                if last:  # the grader's cell hands the answers over, with its own time limit
                     client.timeout = job["collector_timeout"]
+                watch.watch(None if last or cell.cell_type != "code" else index)
                 client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                watch.watch(None)
     except DeadKernelError:
         status = "kernel died"
     except Exception as error:  # noqa: BLE001 - nbclient failures are recorded, not raised
         status = f"execution failed ({type(error).__name__})"
+    finally:
+        watch.done.set()
     errors = []
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if output.get("output_type") == "error":
                 where = "the grader's cell" if index == len(nb.cells) - 1 else f"cell {index}"
                 text = f"{where}: {output.get('ename')}: {output.get('evalue')}"
+                if index in watch.stopped and output.get("ename") == "KeyboardInterrupt":
+                    text = (f"{where}: stopped after {budget:g} CPU seconds (the limit of a "
+                            "cell, --timeout-cell)")
                 errors.append(text[:MAX_ERROR_CHARS])
     if status == "ok" and errors:
         status = f"ok, {len(errors)} cell error(s)"
@@ -148,6 +206,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     """Read the job from standard input, run it, write ``result.json``."""
     job = json.loads(sys.stdin.read())
+    die_with_parent()  # the supervisor killed (with its grader): this run ends too
     make_undumpable()  # the nonce is in this process's memory
     become_subreaper()  # the kernel's runaway children come back here and die with the run
     apply_limits(job["limits"])
