@@ -14,6 +14,7 @@ bars of transformers and the Hugging Face hub (``save_pretrained``'s "Writing mo
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -88,7 +89,11 @@ def no_progress_bars() -> Iterator[None]:
     try:
         yield
     finally:
-        if transformers_on:
-            hf_logging.enable_progress_bar()
-        if not hub_off:
-            enable_progress_bars()
+        # transformers' enable_progress_bar() also enables the hub's, which warns when the
+        # environment (HF_HUB_DISABLE_PROGRESS_BARS, set in every course kernel) forbids it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            if transformers_on:
+                hf_logging.enable_progress_bar()
+            if not hub_off:
+                enable_progress_bars()

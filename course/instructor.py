@@ -33,9 +33,11 @@ NO_SOLUTIONS_SOURCE = (
     "from course.exercises import disable_solutions\n"
     "disable_solutions()"
 )
-#: What a released nbgrader notebook's value-exercise cell keeps running with: nbgrader replaces
-#: the region between the markers with ``raise NotImplementedError()``.
-NBGRADER_VALUE_GUARD = "except NotImplementedError:  # unanswered: the lesson goes on\n    pass"
+#: The first line of a value exercise's cell in an nbgrader export (``course.teach.answer_cell``):
+#: its region stays at the top level, where any paste is valid, and unanswered it only notes so.
+ANSWER_MAGIC = "%%course_answer"
+#: The export's first cell, which loads that magic.
+ANSWER_MAGIC_SETUP = "%load_ext course.teach.answer_cell"
 
 
 def notebook_paths(inputs: Sequence[str | Path]) -> list[Path]:
@@ -144,18 +146,22 @@ def nbgrader_notebook(nb: Any, name: str = "notebook") -> Any:
 
     A function's whole body is the solution region, so a released notebook's function raises
     ``NotImplementedError`` only when called. A value exercise keeps its ``= None`` stub *outside*
-    the region and the region sits in a ``try``, so an unanswered value never stops the lesson.
+    the region, at the top level of a ``%%course_answer`` cell: an answer pasted unindented or
+    over several lines is valid there, and an unanswered value never stops the lesson.
     """
     import nbformat
 
     _refuse_nbgrader(nb, name)
+    values = False
     for index, cell, exercise in stub_cells(nb):
         where = f"{name} cell {index}"
         region = _with_markers(solution_body(exercise))
         if exercise.kind == "value":
-            region = (f"{stub_body(exercise)}\ntry:  # nbgrader clears the region below\n"
-                      + _indent(region) + "\n" + NBGRADER_VALUE_GUARD)
+            region = f"{stub_body(exercise)}\n{region}"
         cell.source = replace_answer(cell.source, exercise, region, where)
+        if exercise.kind == "value":
+            cell.source = f"{ANSWER_MAGIC}\n{cell.source}"
+            values = True
         cell.metadata["nbgrader"] = _nbgrader_meta(exercise.id.replace(".", "_") + "_solution",
                                                    solution=True)
     cells = []
@@ -169,16 +175,16 @@ def nbgrader_notebook(nb: Any, name: str = "notebook") -> Any:
             cells.append(test)
         else:
             cells.append(cell)
+    if values:
+        setup = nbformat.v4.new_code_cell(ANSWER_MAGIC_SETUP)
+        setup.metadata["nbgrader"] = _nbgrader_meta("course_answer_setup")
+        cells.insert(0, setup)
     nb.cells = cells
     return clear_outputs(nb)
 
 
 def _with_markers(body: str) -> str:
     return f"{BEGIN_SOLUTION}\n{body}\n{END_SOLUTION}"
-
-
-def _indent(text: str) -> str:
-    return "\n".join("    " + line if line else line for line in text.splitlines())
 
 
 def _points(exercise_id: str) -> float:

@@ -125,7 +125,10 @@ def test_nbgrader_metadata_conventions(tmp_path):
     nb = nbformat.read(tmp_path / "example.ipynb", as_version=4)
     graded = [c for c in nb.cells if "nbgrader" in c.metadata]
     grade_ids = [c.metadata.nbgrader.grade_id for c in graded]
-    assert len(grade_ids) == len(set(grade_ids)) == 6
+    assert len(grade_ids) == len(set(grade_ids)) == 7
+    setup = graded.pop(0)  # loads %%course_answer; locked, worth nothing
+    assert setup.source == instructor.ANSWER_MAGIC_SETUP and setup.metadata.nbgrader["locked"]
+    assert (setup.metadata.nbgrader["grade"], setup.metadata.nbgrader["solution"]) == (False, False)
     for cell in graded:
         meta = cell.metadata.nbgrader
         assert meta["schema_version"] == 3 and meta["task"] is False
@@ -139,6 +142,34 @@ def test_nbgrader_metadata_conventions(tmp_path):
     value_cell = _cells(nb, "stub")[2].source
     # the stub stays outside the region nbgrader replaces: an unanswered value is still defined
     assert value_cell.index("temperature = None") < value_cell.index(BEGIN_SOLUTION)
+    assert value_cell.startswith(instructor.ANSWER_MAGIC + "\n") and "try:" not in value_cell
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_NBGRADER, reason="nbgrader not installed (it is in the test extra)")
+def test_value_answers_pasted_as_learners_do_survive_the_export(tmp_path):
+    """Unindented and multi-line value answers run (a `try:` wrapper made them IndentationError),
+    and an unanswered one only prints a note."""
+    from nbclient import NotebookClient
+
+    instructor.export_nbgrader([EXAMPLE_DIR / "example.ipynb"], tmp_path / "source")
+    release = _release(nbformat.read(tmp_path / "source" / "example.ipynb", as_version=4))
+    pasted = "scale = np.exp(logit_scale)\n\ntemperature = (\n    1 / scale\n)"
+    for answer, expect_note in ((None, True), (pasted, False)):
+        run = nbformat.from_dict(release)
+        for cell in run.cells:
+            if cell_markup(cell) == ("example.q3", "stub") and answer:
+                cell.source = cell.source.replace("raise NotImplementedError()", answer)
+        NotebookClient(run, timeout=120, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+        [value] = [c for c in run.cells if cell_markup(c) == ("example.q3", "stub")]
+        errors = [o for o in value.outputs if o.output_type == "error"]
+        assert not errors, errors
+        text = "".join(o.get("text", "") for o in value.outputs)
+        assert ("Not answered yet" in text) == expect_note
+        [check] = [c for c in run.cells if cell_markup(c) == ("example.q3", "check")]
+        failed = any(o.output_type == "error" for o in check.outputs)
+        assert failed == expect_note  # the pasted answer passes its autograder test
 
 
 def _release(source_nb):
@@ -165,9 +196,10 @@ def test_solve_fills_an_nbgrader_release_for_handing_in(tmp_path, capsys):
         assert "temperature = 1 / np.exp(logit_scale)" in text and "np.linalg.norm" in text
         assert [c.metadata.get("nbgrader") for c in solved.cells] == [
             c.metadata.get("nbgrader") for c in release.cells]  # nbgrader's cells kept
-        for cell in solved.cells:  # every cell still compiles (the try block kept its indent)
-            if cell.cell_type == "code":
-                compile(cell.source, "cell", "exec")
+        for cell in solved.cells:  # every cell's Python still compiles (magics aside)
+            if cell.cell_type == "code" and not cell.source.startswith("%load_ext"):
+                body = cell.source.removeprefix(instructor.ANSWER_MAGIC + "\n")
+                compile(body, "cell", "exec")
     assert "Traceback" not in capsys.readouterr().err
 
 

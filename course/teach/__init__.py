@@ -13,6 +13,10 @@ One module per job:
 * ``markup``: the notebook cell markup of exercises (stub and check cells);
 * ``kernelenv``: the one environment every notebook kernel we start runs in;
 * ``sandbox`` and ``worker``: an isolated run of one submitted notebook;
+* ``replay``: a submission's functions run on the hidden inputs outside its kernel, where the
+  course's own implementations of the exercise are guards (the only pickles: student code to
+  student-side processes, in the sandbox; the grader reads plain data only);
+* ``answer_cell``: the ``%%course_answer`` magic of nbgrader exports (value answers);
 * ``grading``: ``course grade``, a package: finding submissions, one graded run (``runner``),
   the local and Dask runners, the journal, the reports and gradebook exports, the batch;
 * ``progress``: the learner's checklist (store, widget, command).
