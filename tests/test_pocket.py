@@ -113,6 +113,7 @@ def test_training_record_ships_with_the_weights():
     assert record["zero_shot"]["heldout_top1"] >= 0.95
 
 
+@pytest.mark.slow
 def test_training_for_ten_steps_works():
     """OneCycleLR divided by zero when 10% of the steps was exactly one step."""
     import dataclasses
