@@ -162,7 +162,10 @@ class _Panel:
 
         fig, cached = self._view_html
         if fig is not self.view:  # encode each figure once, however often it is displayed
-            cached = figure_html(self.view, alt=self._said[0]) if self.view is not None else ""
+            # the text alternative says what the figure shows: which panel, for which inputs
+            alt = "; ".join([self.title, *(f"{n}: {v}" for n, v in self.settings()),
+                             *([self._said[0]] if self._said[0] else [])])
+            cached = figure_html(self.view, alt=alt) if self.view is not None else ""
             self._view_html = (self.view, cached)
         text, error = self._said
         return static_copy_html(self.title, self.settings(), f"{'! ' if error else ''}{text}",

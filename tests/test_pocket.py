@@ -111,3 +111,14 @@ def test_training_record_ships_with_the_weights():
     record = json.loads((POCKET_DIR / "training.json").read_text())
     assert record["zero_shot"]["seen_top1"] >= 0.99
     assert record["zero_shot"]["heldout_top1"] >= 0.95
+
+
+@pytest.mark.slow
+def test_training_for_ten_steps_works():
+    """OneCycleLR divided by zero when 10% of the steps was exactly one step."""
+    import dataclasses
+
+    from course.pocket import train
+
+    config = dataclasses.replace(train.QUICK, steps=10, batch_size=4)
+    assert len(train.train_pocket(config=config, progress=False).losses) == 10

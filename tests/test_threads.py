@@ -102,3 +102,4 @@ def test_fine_tuning_and_training_run_with_the_chosen_count(monkeypatch, pocket)
     config = dataclasses.replace(train.QUICK, steps=2, batch_size=4)
     train.train_pocket(config=config, progress=False)
     assert seen == [1, 1, 1, 1] and torch.get_num_threads() == 2
+

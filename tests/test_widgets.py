@@ -324,3 +324,9 @@ def test_figure_slider_shows_a_failing_draw_as_a_message():
 
     panel = FigureSlider(draw, [1, 2])
     assert panel.view is None and "bad value" in panel.message.value
+
+
+def test_static_copy_figure_has_a_text_alternative(playground):
+    page = playground._repr_mimebundle_()["text/html"]
+    assert 'alt="Zero-shot playground; image: ' in page and "labels: red circle, blue square" in page
+    assert "2 label(s)" in page.split('alt="', 1)[1].split('"', 1)[0]

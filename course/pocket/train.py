@@ -231,7 +231,9 @@ def train_pocket(
     optimizer = torch.optim.AdamW(adamw_param_groups(model, config.weight_decay), lr=config.lr,
                                   betas=(0.9, 0.98), eps=1e-6)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
+        optimizer, max_lr=config.lr, total_steps=config.steps,
+        # 10% warm-up; OneCycleLR divides by zero when that is exactly one step (10 steps)
+        pct_start=0.1 if config.steps * 0.1 != 1 else 0.15)
 
     losses: list[float] = []
     start = time.perf_counter()
