@@ -58,7 +58,7 @@ COLOR_WORDS: dict[str, list[str]] = {
 }
 #: Each shape described without its name (or any other word of the course's captions).
 SHAPE_WORDS: dict[str, list[str]] = {
-    "circle": ["round disc", "round dot", "coin shape", "ring-free disk", "ball", "round blob"],
+    "circle": ["round disc", "round dot", "coin shape", "disk", "ball", "round blob"],
     "square": ["box", "four-sided block", "tile", "block with four equal sides", "cube face",
                "checkerboard cell"],
     "triangle": ["three-sided shape", "wedge", "three-cornered figure", "pyramid outline",
@@ -68,7 +68,7 @@ SHAPE_WORDS: dict[str, list[str]] = {
     "hexagon": ["six-sided shape", "honeycomb cell", "six-cornered figure", "nut outline",
                 "shape with six sides", "polygon with six edges"],
     "cross": ["plus sign", "plus symbol", "plus-shaped figure", "swiss-flag symbol",
-              "shape like a plus", "addition sign"],
+              "plus-like shape", "addition sign"],
 }
 DEV = slice(0, 3)
 HELD_OUT = slice(3, 6)

@@ -157,3 +157,18 @@ def test_playground_lets_the_learner_pick_the_model(pocket, lm):
     assert panel.clip is lm and "pocket-lm: 2 label(s)" in panel.message.value
     assert panel.run() != first
     assert ("model", "pocket-lm") in panel.settings()
+
+
+def test_bench_paraphrases_use_no_word_of_any_training_caption():
+    import re
+
+    from bench import pocket_lm as bench
+
+    seen = bench.training_words()
+    assert {"red", "circle", "photo", "top"} <= seen  # the check sees the captions' words
+    for table in (bench.COLOR_WORDS, bench.SHAPE_WORDS):
+        for words in table.values():
+            for phrase in words:
+                assert not set(re.findall(r"[a-z]+", phrase)) & seen, phrase
+    both = bench.paraphrase_names("both", bench.HELD_OUT)
+    assert len(both) == 3 and all(len(v) == 48 and len(set(v)) == 48 for v in both)
