@@ -15,7 +15,7 @@ from course.models import POCKET_LM_DIR, ModelNotAvailableError, backend_for, po
 
 #: sha256 of the shipped weights; retraining (`course train-pocket --model pocket-lm`) changes it,
 #: and then this line must change with the new training.json in the same commit.
-WEIGHTS_SHA256 = "UPDATE-AFTER-TRAINING"
+WEIGHTS_SHA256 = "2b482462b702ed3b1a7137c659174c5d07dfdc786f57233f88a725db81639d4d"
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +67,14 @@ def test_pooler_variant_equals_vision_text_dual_encoder(lm):
     """pooling='pooler' is exactly what transformers' VisionTextDualEncoderModel computes."""
     import dataclasses
 
-    from transformers import VisionTextDualEncoderModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel, VisionTextDualEncoderModel
 
     config = dataclasses.replace(lm.model.config, pooling="pooler")
     ours = pocket_lm.PocketLMModel(config, lm.model.text_model).eval()
     with torch.no_grad():
         ours.text_projection.bias.zero_()  # the transformers class has no projection bias
-    dual = VisionTextDualEncoderModel(vision_model=ours.vision.vision_model,
-                                      text_model=lm.model.text_model).eval()
+    vision = CLIPVisionModel(CLIPVisionConfig(**config.vision_config))
+    dual = VisionTextDualEncoderModel(vision_model=vision, text_model=lm.model.text_model).eval()
     dual.text_projection = torch.nn.Linear(384, config.projection_dim, bias=False)
     dual.text_projection.weight.data.copy_(ours.text_projection.weight)
     tokens = lm.tokenize(["a red circle", "a cobalt box in the centre"])
