@@ -123,7 +123,9 @@ def test_fine_tuning_trains_the_image_side_and_never_the_language_model(lm):
     assert all(torch.equal(before[k], v) for k, v in lm.model.state_dict().items())  # a copy
     assert not any(p.requires_grad for n, p in result.clip.model.named_parameters()
                    if n.startswith("text_model."))
-    mid = course.adaptation.wise_ft(lm, result.clip, 0.5)
+    from course.adaptation import wise_ft
+
+    mid = wise_ft(lm, result.clip, 0.5)
     k = "image_projection.weight"
     assert torch.allclose(mid.model.state_dict()[k], (before[k] + after[k]) / 2, atol=1e-6)
 
