@@ -286,7 +286,9 @@ for model in (pocket, pocket_lm):
 
 # %% [markdown]
 # Read the four lines. With the course's words both models do well. With the paraphrases pocket
-# falls to about chance: its text tower has never seen those tokens. pocket-lm stays above
+# falls to about chance: its text tower has never seen those tokens (it even warns that texts
+# were truncated: its tokenizer, built from the course's captions, spells an unknown word out
+# in many small pieces). pocket-lm stays above
 # chance, though far below its accuracy with the course's words, and its projection was trained
 # on exactly the captions pocket read: whatever it knows about "scarlet" and "a plus sign" comes
 # from the language model's pre-training on English text. Replacing one word at a time works
