@@ -47,28 +47,28 @@ CURVE_STEPS = 400
 
 #: Other English words for each colour; none occurs in a training caption.
 COLOR_WORDS: dict[str, list[str]] = {
-    "red": ["scarlet", "crimson", "ruby", "cherry", "vermilion", "tomato-coloured"],
-    "orange": ["tangerine", "apricot", "amber", "pumpkin-coloured", "marigold", "carrot-coloured"],
-    "yellow": ["lemon", "golden", "canary", "mustard", "sunflower", "banana-coloured"],
+    "red": ["scarlet", "crimson", "ruby", "cherry", "vermilion", "tomato"],
+    "orange": ["tangerine", "apricot", "amber", "pumpkin", "marigold", "carrot"],
+    "yellow": ["lemon", "golden", "canary", "mustard", "sunflower", "banana"],
     "green": ["emerald", "lime", "jade", "leafy", "mint", "grassy"],
     "blue": ["cobalt", "azure", "navy", "sapphire", "cerulean", "ultramarine"],
-    "purple": ["violet", "lavender", "plum", "lilac", "amethyst", "grape-coloured"],
-    "pink": ["rose", "salmon", "fuchsia", "blush", "bubblegum", "flamingo-coloured"],
+    "purple": ["violet", "lavender", "plum", "lilac", "amethyst", "grape"],
+    "pink": ["rose", "salmon", "fuchsia", "blush", "bubblegum", "flamingo"],
     "brown": ["chocolate", "chestnut", "coffee", "mahogany", "cinnamon", "walnut"],
 }
 #: Each shape described without its name (or any other word of the course's captions).
 SHAPE_WORDS: dict[str, list[str]] = {
-    "circle": ["round disc", "round dot", "coin shape", "ring-free disk", "ball", "round blob"],
+    "circle": ["round disc", "round dot", "coin shape", "disk", "ball", "round blob"],
     "square": ["box", "four-sided block", "tile", "block with four equal sides", "cube face",
                "checkerboard cell"],
-    "triangle": ["three-sided shape", "wedge", "three-cornered figure", "pyramid outline",
+    "triangle": ["three-sided shape", "wedge", "three-pointed figure", "pyramid outline",
                  "delta sign", "shape with three corners"],
     "star": ["five-pointed shape", "pentagram", "shape with five points", "sheriff badge",
-             "starfish outline", "twinkling spiky figure"],
-    "hexagon": ["six-sided shape", "honeycomb cell", "six-cornered figure", "nut outline",
+             "pointed badge", "twinkling spiky figure"],
+    "hexagon": ["six-sided shape", "honeycomb cell", "six-edged figure", "nut outline",
                 "shape with six sides", "polygon with six edges"],
     "cross": ["plus sign", "plus symbol", "plus-shaped figure", "swiss-flag symbol",
-              "shape like a plus", "addition sign"],
+              "plus-like shape", "addition sign"],
 }
 DEV = slice(0, 3)
 HELD_OUT = slice(3, 6)

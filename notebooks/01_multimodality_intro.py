@@ -128,9 +128,10 @@ draw_two_towers();
 # | training | 32 epochs, batches of 32,768 pairs, hundreds of GPUs for days | tens of minutes on a laptop CPU | only two projections, fitted in minutes |
 #
 # So which model knows what? CLIP knows photos and English. Pocket knows shapes and only the
-# words it was shown with them. pocket-lm knows the same shapes but reads English: ask it for
-# "a scarlet disc" and it finds the red circle, although no training caption said "scarlet"
-# (notebook 04 measures this, notebook 06 asks how much data that saves).
+# words it was shown with them. pocket-lm knows the same shapes but reads English: words that
+# no training caption contained, such as "scarlet" or "a plus sign", still mean something to it,
+# though far less reliably than the course's own words (notebook 04 measures this, notebook 06
+# asks how much data a pre-trained text tower saves).
 #
 # The difference decides everything that follows. CLIP can name a cat, a rocket or a retina
 # because such pictures and words were in its 400 million pairs. Pocket knows exactly one world:

@@ -288,10 +288,13 @@ for model in (pocket, pocket_lm):
 
 # %% [markdown]
 # Read the four lines. With the course's words both models do well. With the paraphrases pocket
-# falls to about chance: its text tower has never seen those tokens. pocket-lm keeps much of
-# its accuracy, though its projection was trained on exactly the captions pocket read: what it
-# knows about "scarlet" and "a plus sign" comes from the language model's pre-training on
-# English text. That is transfer across modalities, the idea behind LiT (Zhai et al., 2022): a
+# falls to about chance: its text tower has never seen those tokens (it even warns that texts
+# were truncated: its tokenizer, built from the course's captions, spells an unknown word out
+# in many small pieces). pocket-lm stays above
+# chance, though far below its accuracy with the course's words, and its projection was trained
+# on exactly the captions pocket read: whatever it knows about "scarlet" and "a plus sign" comes
+# from the language model's pre-training on English text. Replacing one word at a time works
+# better than both at once (see the README's table). That is transfer across modalities, the idea behind LiT (Zhai et al., 2022): a
 # tower pre-trained on one modality, locked, teaches the joint space words its training pairs
 # never contained. `bench/pocket_lm.py` measures this on many more words, including a held-out
 # list nobody looked at while building pocket-lm (README, "pocket-lm").

