@@ -194,7 +194,8 @@ def estimate(per_notebook: dict[str, float], workers: Sequence[int], *, students
     """Wall seconds of ``students`` x every notebook on each number of workers.
 
     Assumptions: one notebook at a time per worker, each worker a core of this machine's speed
-    to itself (the figures in ``per_notebook`` are quiet, one-thread times of this machine); Dask balances the
+    to itself (the figures in ``per_notebook`` are one-thread CPU seconds on this machine,
+    which is what a dedicated core takes in wall time); Dask balances the
     queue, so the workers stay busy until the end, when the last tasks run alone (at worst the
     longest notebook); ``overhead`` seconds of cluster cost per task; no failures or retries.
     """
@@ -215,8 +216,9 @@ def _cpu_of(out: Path) -> float:
 
 
 def per_notebook_times() -> dict[str, float]:
-    """Seconds to grade one solved copy of each course notebook, one at a time, on one thread
-    (``--threads 1``: what one worker core does); prints wall and CPU seconds."""
+    """CPU seconds to grade one solved copy of each course notebook, one at a time, on one
+    thread (``--threads 1``: the work of one worker core, whatever the machine's load; on a
+    quiet machine it is also the wall time); prints wall and CPU seconds."""
     import nbformat
 
     from course.instructor import solve_notebook
@@ -231,10 +233,9 @@ def per_notebook_times() -> dict[str, float]:
                                     notebook.exercises)
             (folder / "subs" / "s").mkdir(parents=True)
             nbformat.write(solved, folder / "subs" / "s" / notebook.file)
-            times[notebook.id] = _timed(folder / "subs", folder / "g.csv", sandbox,
-                                        "--threads", "1")
-            print(f"| {notebook.id} | {times[notebook.id]:6.1f} s | "
-                  f"{_cpu_of(folder / 'g.csv'):6.1f} s |", flush=True)
+            wall = _timed(folder / "subs", folder / "g.csv", sandbox, "--threads", "1")
+            times[notebook.id] = _cpu_of(folder / "g.csv")
+            print(f"| {notebook.id} | {wall:6.1f} s | {times[notebook.id]:6.1f} s |", flush=True)
     return times
 
 

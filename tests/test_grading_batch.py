@@ -246,6 +246,7 @@ def test_an_oversized_notebook_says_what_the_limit_is(tmp_path, monkeypatch):
     ("--timeout-notebook", "-1"), ("--timeout-notebook", "0"), ("--timeout-notebook", "nan"),
     ("--timeout-notebook", "inf"), ("--timeout-cell", "-5"), ("--timeout-cell", "NaN"),
     ("--timeout-cell", "x"), ("--jobs", "0"), ("--jobs", "1.5"), ("--jobs", "-2"),
+    ("--threads", "0"), ("--threads", "nan"), ("--wall-factor", "-1"), ("--wall-factor", "inf"),
 ])
 def test_invalid_numbers_are_a_one_line_error(tmp_path, option, value):
     folder = _class(tmp_path, ["alice"])
