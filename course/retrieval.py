@@ -117,17 +117,9 @@ class EmbeddingIndex:
             ``indices``.
         """
         k = whole_number(k, "k")
-        q = as_float_tensor(queries, "queries")
-        if q.ndim == 1:
-            q = q[None]
-        if q.ndim != 2:
-            raise ValueError(f"queries must be one (D,) vector or a (Q, D) matrix, got shape "
-                             f"{tuple(q.shape)}")
         if len(self) == 0:
             raise ValueError("the index is empty; add() embeddings before searching")
-        if q.shape[1] != self.dim:
-            raise ValueError(f"queries are {q.shape[1]}-d but the index holds {self.dim}-d "
-                             "embeddings (were they made by the same model?)")
+        q = _query_matrix(queries, self.dim)
         if len(q) == 0:
             raise ValueError("no queries given")
         check_rows(q, "queries")
@@ -251,6 +243,21 @@ class EmbeddingIndex:
         index.embeddings, index.items = embeds, items
         return index
 
+
+
+def _query_matrix(queries: torch.Tensor | np.ndarray, dim: int | None) -> torch.Tensor:
+    """``queries`` as a ``(Q, D)`` float tensor (one ``(D,)`` vector is a batch of one) whose
+    width matches the index's ``dim``; a clear error otherwise."""
+    q = as_float_tensor(queries, "queries")
+    if q.ndim == 1:
+        q = q[None]
+    if q.ndim != 2:
+        raise ValueError(f"queries must be one (D,) vector or a (Q, D) matrix, got shape "
+                         f"{tuple(q.shape)}")
+    if q.shape[1] != dim:
+        raise ValueError(f"queries are {q.shape[1]}-d but the index holds {dim}-d "
+                         "embeddings (were they made by the same model?)")
+    return q
 
 def _read_index_file(path: Path) -> tuple[torch.Tensor, int, int | None, list[Any] | None]:
     """The vectors, count, dimension and items of one ``index.safetensors``, read together."""
@@ -481,15 +488,7 @@ class ApproximateIndex:
         vectors is searched again over every cell). Ties may come in either order.
         """
         k = whole_number(k, "k")
-        q = as_float_tensor(queries, "queries")
-        if q.ndim == 1:
-            q = q[None]
-        if q.ndim != 2:
-            raise ValueError(f"queries must be one (D,) vector or a (Q, D) matrix, got shape "
-                             f"{tuple(q.shape)}")
-        if q.shape[1] != self.dim:
-            raise ValueError(f"queries are {q.shape[1]}-d but the index holds {self.dim}-d "
-                             "embeddings (were they made by the same model?)")
+        q = _query_matrix(queries, self.dim)
         if len(q) == 0:
             raise ValueError("no queries given")
         check_rows(q, "queries")

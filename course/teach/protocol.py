@@ -81,6 +81,19 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def _resolve(name: str) -> Any:
+    """The object a ``"module:attribute.path"`` name points at, or None when it cannot be
+    imported (a function that is not there cannot be called)."""
+    module_name, _, attribute = name.partition(":")
+    try:
+        target: Any = import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError):
+        return None
+    return target
+
+
 def code_objects(names: Sequence[str]) -> dict[CodeType, str]:
     """The code objects of ``"module:function"`` (or ``"module:Class"``) names, by object.
 
@@ -88,12 +101,8 @@ def code_objects(names: Sequence[str]) -> dict[CodeType, str]:
     """
     codes: dict[CodeType, str] = {}
     for name in names:
-        module_name, _, attribute = name.partition(":")
-        try:
-            target: Any = import_module(module_name)
-            for part in attribute.split("."):
-                target = getattr(target, part)
-        except (ImportError, AttributeError):
+        target = _resolve(name)
+        if target is None:
             continue
         functions = [target]
         if inspect.isclass(target):
@@ -142,12 +151,8 @@ def guard_targets(names: Sequence[str]) -> list[tuple[Any, str]]:
     names, a class's own methods included (not those it inherits from outside the course)."""
     targets: list[tuple[Any, str]] = []
     for name in names:
-        module_name, _, attribute = name.partition(":")
-        try:
-            target: Any = import_module(module_name)
-            for part in attribute.split("."):
-                target = getattr(target, part)
-        except (ImportError, AttributeError):
+        target = _resolve(name)
+        if target is None:
             continue
         label = f"`{name.replace(':', '.')}`"
         if inspect.isclass(target):
