@@ -363,7 +363,7 @@ for model_embeds, zs, when in [(test_before, zero_shot, "before"),
 from course.bars import no_progress_bars
 
 folder = tempfile.mkdtemp(prefix="clip-finetuned-")
-with no_progress_bars():  # transformers' "Writing model shards" bar: one file, nothing to watch
+with no_progress_bars():  # transformers' shard-writing bar: one file, nothing to watch
     tuned.model.save_pretrained(folder)
     tuned.processor.save_pretrained(folder)
 reloaded = course.load_clip(folder)
