@@ -69,6 +69,18 @@ def symmetric_clip_loss(image_embeds, text_embeds, temperature):
 }
 
 
+
+@pytest.fixture(autouse=True)
+def _watchers_put_back(monkeypatch):
+    """Whatever "watchers patched" replaces (defining it patches the modules) is put back after
+    each test, so that later tests of the session see the real watchers."""
+    from course.teach import exercises
+
+    for module, name in ((protocol, "code_objects"), (protocol, "watching"),
+                         (exercises, "code_objects")):
+        monkeypatch.setattr(module, name, getattr(module, name))
+
+
 def _define(source: str) -> dict:
     """A learner's notebook namespace (``__main__``: cloudpickle sends its functions by value)."""
     namespace = {"__name__": "__main__"}
@@ -106,12 +118,7 @@ def test_fingerprint_recognises_a_pickled_copy_of_the_code():
 
 
 @pytest.mark.parametrize("how", sorted(BORROWED))
-def test_a_borrowed_answer_fails_check(how, monkeypatch):
-    from course.teach import exercises
-
-    for module, name in ((protocol, "code_objects"), (protocol, "watching"),
-                         (exercises, "code_objects")):  # what the answer may patch, put back
-        monkeypatch.setattr(module, name, getattr(module, name))
+def test_a_borrowed_answer_fails_check(how):
     result = nb03.q1.check(_define(BORROWED[how])["symmetric_clip_loss"])
     assert not result.correct, result
     assert "course.losses.clip_loss" in result.message, result.message
