@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from course.bars import no_progress_bars
 from course.models.base import CLIP, Backend, ModelLoadError, ModelNotAvailableError, Tower
 from course.models.hub import hub_offline, hub_reachable
 
@@ -163,17 +164,15 @@ def _build(source: str, name: str, device: torch.device, *, local_files_only: bo
         _check_config(config, where)
     # A per-tensor "Loading weights" bar is noise in a notebook, and transformers' own load
     # report would only precede our clearer error; restore both settings after.
-    bars_were_on = hf_logging.is_progress_bar_enabled()
     verbosity = hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     try:
-        model = _load_weights(CLIPModel, source, where, local_files_only)
-        processor = _load_processor_checked(source, where, local_files_only, folder is not None)
+        with no_progress_bars():
+            model = _load_weights(CLIPModel, source, where, local_files_only)
+            processor = _load_processor_checked(source, where, local_files_only,
+                                                folder is not None)
     finally:
         hf_logging.set_verbosity(verbosity)
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
     _check_tokenizer(processor.tokenizer, model, where)
     model.eval().to(device)  # type: ignore[arg-type]  # transformers' to() is loosely typed
     return CLIP(model=model, processor=processor, name=name, device=device)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 
+from course.bars import no_progress_bars
 from course.models.base import CLIP, Backend, ModelLoadError, ModelNotAvailableError, Tower
 from course.models.hub import hub_offline, hub_reachable
 
@@ -194,23 +195,20 @@ def load_language_model(source: str | None = None) -> tuple[torch.nn.Module, Any
     source = language_model_source() if source is None else source
     local = Path(source).is_dir()
     verbosity = hf_logging.get_verbosity()
-    bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # BERT's unused pooler-free keys would only confuse
-    hf_logging.disable_progress_bar()
     try:
-        try:
-            model = AutoModel.from_pretrained(source, local_files_only=True)
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-        except OSError:
-            if local:
-                raise ModelLoadError(f"the language model folder {source} is damaged or "
-                                     f"incomplete; reinstall it with {LM_INSTALL}") from None
-            model = AutoModel.from_pretrained(source)
-            tokenizer = AutoTokenizer.from_pretrained(source)
+        with no_progress_bars():
+            try:
+                model = AutoModel.from_pretrained(source, local_files_only=True)
+                tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+            except OSError:
+                if local:
+                    raise ModelLoadError(f"the language model folder {source} is damaged or "
+                                         f"incomplete; reinstall it with {LM_INSTALL}") from None
+                model = AutoModel.from_pretrained(source)
+                tokenizer = AutoTokenizer.from_pretrained(source)
     finally:
         hf_logging.set_verbosity(verbosity)
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
     return model.eval(), tokenizer
 
 
