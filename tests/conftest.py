@@ -45,3 +45,32 @@ def pocket():
 def repo_root() -> Path:
     """The repository's top folder."""
     return REPO_ROOT
+
+
+@pytest.fixture
+def read_only_folder(tmp_path, monkeypatch):
+    """A factory: ``read_only_folder(module)`` makes a folder no one may write to and returns it.
+
+    Root ignores folder permissions, so for root the OS's refusal is simulated by making
+    ``module.tempfile.mkstemp`` (where the code under test creates its temporary file) raise
+    the PermissionError the OS would. The folder is made writable again afterwards.
+    """
+    import os
+
+    made: list[Path] = []
+
+    def make(module) -> Path:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        made.append(locked)
+        if os.geteuid() == 0:
+            def refuse(*args, **kwargs):
+                raise PermissionError(13, "Permission denied")
+
+            monkeypatch.setattr(module.tempfile, "mkstemp", refuse)
+        return locked
+
+    yield make
+    for locked in made:
+        locked.chmod(0o755)

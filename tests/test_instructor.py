@@ -291,7 +291,8 @@ def test_solve_refuses_two_inputs_of_the_same_name(tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # nothing half-done
 
 
-def test_solve_into_a_file_or_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
+def test_solve_into_a_file_or_a_read_only_folder_is_one_line(tmp_path, capsys,
+                                                               read_only_folder):
     (tmp_path / "file").write_text("keep me")
     assert main(["solve", str(EXAMPLE_DIR), str(tmp_path / "file")]) == 2
     err = capsys.readouterr().err
@@ -299,21 +300,11 @@ def test_solve_into_a_file_or_a_read_only_folder_is_one_line(tmp_path, capsys, m
     assert (tmp_path / "file").read_text() == "keep me"
     assert main(["solve", str(EXAMPLE_DIR), str(tmp_path / "file" / "sub")]) == 2
     assert "Traceback" not in capsys.readouterr().err
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    if os.geteuid() == 0:  # root ignores folder permissions: the OS's refusal, simulated
-        def refuse(*args, **kwargs):
-            raise PermissionError(13, "Permission denied")
-
-        monkeypatch.setattr(instructor.tempfile, "mkstemp", refuse)
-    try:
-        assert main(["assign", str(EXAMPLE_DIR), "--out", str(locked)]) == 2
-        err = capsys.readouterr().err
-        assert "cannot write" in err and "Traceback" not in err and len(err.splitlines()) == 1
-        assert list(locked.iterdir()) == []  # no temporary file left behind
-    finally:
-        locked.chmod(0o755)
+    locked = read_only_folder(instructor)
+    assert main(["assign", str(EXAMPLE_DIR), "--out", str(locked)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert list(locked.iterdir()) == []  # no temporary file left behind
 
 
 def test_solve_replaces_a_symlinked_output_not_what_it_points_to(tmp_path):

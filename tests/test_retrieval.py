@@ -661,27 +661,15 @@ def test_approximate_index_rejects_bad_embeddings_and_queries():
         index.search(np.zeros((2, 16), dtype=np.float32))
 
 
-def test_save_into_a_read_only_folder_is_one_clear_error(tmp_path, monkeypatch):
-    import os
-
+def test_save_into_a_read_only_folder_is_one_clear_error(read_only_folder):
     import torch
 
     from course import retrieval
     from course.retrieval import EmbeddingIndex
 
     index = EmbeddingIndex(torch.eye(3))
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o555)
-    if os.geteuid() == 0:  # root ignores folder permissions: the OS's refusal, simulated
-        def refuse(*args, **kwargs):
-            raise PermissionError(13, "Permission denied")
-
-        monkeypatch.setattr(retrieval.tempfile, "mkstemp", refuse)
-    try:
-        with pytest.raises(PermissionError, match=r"cannot save the index in .*locked/idx: "
-                                                  "Permission denied"):
-            index.save(locked / "idx")
-        assert not (locked / "idx" / "embeddings.safetensors").exists()
-    finally:
-        locked.chmod(0o755)
+    locked = read_only_folder(retrieval)
+    with pytest.raises(PermissionError, match=r"cannot save the index in .*locked/idx: "
+                                              "Permission denied"):
+        index.save(locked / "idx")
+    assert not (locked / "idx" / "embeddings.safetensors").exists()
