@@ -9,6 +9,7 @@ among equal scores the lower index first.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -37,6 +38,9 @@ _EMBEDS_FILE = "embeddings.safetensors"
 _META_FILE = "index.json"
 # Bytes of temporary scores (and float32 copies of float16 rows) one search chunk may use.
 _CHUNK_BYTES = 64 * 2**20
+#: An ApproximateIndex folder holds one file: FAISS's bytes and a JSON tensor of the settings.
+_APPROX_FORMAT = 1
+_APPROX_FILE = "approximate_index.safetensors"
 # Stored rows this far from unit length were not written by save() (float16 rounding is ~1e-3).
 _UNIT_TOLERANCE = 1e-2
 
@@ -168,9 +172,6 @@ class EmbeddingIndex:
         time gets the previous index or this one, and a save killed half-way leaves the previous
         index. Returns the folder.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import save_file
-
         folder = Path(path).expanduser()
         if folder.exists() and not folder.is_dir():
             raise FileExistsError(f"{folder} is a file; EmbeddingIndex.save needs a folder path")
@@ -179,25 +180,7 @@ class EmbeddingIndex:
         text = _to_json(meta, self.items)  # fails before anything is written
         tensors = {"embeddings": self.embeddings.contiguous(),
                    "meta": torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8)}
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{_INDEX_FILE}.", suffix=".tmp")
-        except OSError as err:  # a PermissionError stays one, for callers that catch it
-            kind = PermissionError if isinstance(err, PermissionError) else OSError
-            raise kind(f"cannot save the index in {folder}: {err.strerror or err} (a "
-                       "read-only folder? choose another)") from None
-        os.close(handle)
-        try:
-            save_file(tensors, temp)
-            with open(temp, "rb") as written:
-                os.fsync(written.fileno())
-            os.replace(temp, folder / _INDEX_FILE)
-        except (OSError, SafetensorError) as err:
-            Path(temp).unlink(missing_ok=True)
-            raise OSError(f"cannot save the index in {folder}: {err}") from None
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        _write_one_file(tensors, folder, _INDEX_FILE)
         return folder
 
     @classmethod
@@ -226,8 +209,11 @@ class EmbeddingIndex:
                        if not (folder / name).is_file()]
             if missing:
                 names = _INDEX_FILE if len(missing) == 2 else missing[0]
+                hint = (f"it holds an approximate index ({_APPROX_FILE}): load it with "
+                        "ApproximateIndex.load" if (folder / _APPROX_FILE).exists()
+                        else "write one with index.save(folder)")
                 raise FileNotFoundError(f"{folder} is not a saved EmbeddingIndex (no {names}); "
-                                        "write one with index.save(folder)")
+                                        f"{hint}")
             count, dim, items = _read_meta(folder / _META_FILE)
             embeds = _read_embeddings(folder / _EMBEDS_FILE)
             where = _META_FILE
@@ -243,6 +229,39 @@ class EmbeddingIndex:
         index.embeddings, index.items = embeds, items
         return index
 
+
+
+def _write_one_file(tensors: dict[str, torch.Tensor], folder: Path, name: str) -> None:
+    """Write ``tensors`` as ``folder / name`` (safetensors) in one step: a temporary file beside
+    it, flushed to disk, then renamed into place. A reader sees the old file or the new one; a
+    writer killed half-way leaves the old one (and at most a ``.name.*.tmp`` beside it)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    except OSError as err:  # a PermissionError stays one, for callers that catch it
+        kind = PermissionError if isinstance(err, PermissionError) else OSError
+        raise kind(f"cannot save the index in {folder}: {err.strerror or err} (a "
+                   "read-only folder? choose another)") from None
+    os.close(handle)
+    try:
+        save_file(tensors, temp)
+        with open(temp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temp, folder / name)
+    except (OSError, SafetensorError) as err:
+        Path(temp).unlink(missing_ok=True)
+        raise OSError(f"cannot save the index in {folder}: {err}") from None
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _default_nlist(n: int) -> int:
+    """About ``4 sqrt(n)`` cells, at most ``n / 39`` (k-means wants ~39 points per centroid)."""
+    return max(1, min(round(4 * n ** 0.5), n // 39))
 
 
 def _query_matrix(queries: torch.Tensor | np.ndarray, dim: int | None) -> torch.Tensor:
@@ -401,6 +420,9 @@ class ApproximateIndex:
             queries against image embeddings: the modality gap) lose the most.
         train_size: at most this many rows (a seeded sample) train k-means and PQ.
         seed: seed of that sample and of FAISS's k-means.
+
+    :meth:`add` appends rows to the trained cells (ids continue from ``len(index)``, as in
+    :meth:`EmbeddingIndex.add`); :meth:`save` and :meth:`load` keep an index in one file.
     """
 
     def __init__(
@@ -424,8 +446,7 @@ class ApproximateIndex:
         self.dim = int(embeds.shape[1])
         self.items = _check_items(items, len(embeds))
         n = len(embeds)
-        self.nlist = (max(1, min(round(4 * n ** 0.5), n // 39)) if nlist is None
-                      else whole_number(nlist, "nlist"))
+        self.nlist = _default_nlist(n) if nlist is None else whole_number(nlist, "nlist")
         if self.nlist > n:
             raise ValueError(f"nlist={self.nlist} cells need at least as many embeddings, got {n}")
         self.pq = None if pq is None else whole_number(pq, "pq")
@@ -453,9 +474,148 @@ class ApproximateIndex:
             index.pq.cp.min_points_per_centroid = 1
         index.train(train)
         index.add(data)
-        self._quantizer = quantizer  # FAISS does not own it from Python: keep it alive
+        del data
+        self._quantizer: Any = quantizer  # FAISS does not own it from Python: keep it alive
         self._index = index
+        #: rows the cells were built for (the index's size when built); see :attr:`retrain_advised`
+        self.built_for = n
         self.nprobe = max(16, self.nlist // 16) if nprobe is None else nprobe
+
+    @property
+    def retrain_advised(self) -> bool:
+        """Whether the index has outgrown its cells: it now holds so many rows that the default
+        ``nlist`` for its size is at least twice the one it has. Searches still find what they
+        found (each cell just holds more rows), but each one reads more of the index, so it gets
+        slower; building a new ``ApproximateIndex`` from all the rows re-chooses the cells."""
+        return _default_nlist(len(self)) >= 2 * self.nlist
+
+    def add(self, embeddings: torch.Tensor | np.ndarray, items: Sequence[Any] | None = None) -> None:
+        """Append embeddings (and their items, if this index keeps items) to the trained cells.
+
+        Each new row goes to its nearest existing cell; the cells are not re-learned, so a
+        search after ``add`` returns what a search of an index built over all the rows with the
+        same cells would (with ``nprobe = nlist`` exactly what :class:`EmbeddingIndex` returns).
+        Rows unlike the ones the cells were learned on (another model's embeddings, text rows
+        in an image index) all crowd into the few cells nearest them; rebuild then. Warns when
+        the index grows past :attr:`retrain_advised`.
+
+        Raises:
+            ValueError: the rows have another dimension, hold NaN/inf or all-zero rows (named),
+                or items are missing (or given to an index built without them).
+        """
+        embeds = embedding_matrix(embeddings, "new embeddings")
+        if embeds.shape[1] != self.dim:
+            raise ValueError(f"new embeddings are {embeds.shape[1]}-d but the index holds "
+                             f"{self.dim}-d embeddings (were they made by the same model?)")
+        new_items = _check_items(items, len(embeds))
+        if self.items is not None and new_items is None and len(embeds):
+            raise ValueError("this index keeps an item per embedding; pass items= to add()")
+        if self.items is None and new_items is not None and len(self):
+            raise ValueError("this index was built without items; add() cannot start keeping them")
+        if len(embeds) == 0:
+            return
+        advised = self.retrain_advised
+        self._index.add(np.ascontiguousarray(unit_rows(embeds).numpy(), dtype=np.float32))
+        if new_items is not None:
+            self.items = (self.items or []) + new_items
+        if self.retrain_advised and not advised:
+            warn(f"this ApproximateIndex now holds {len(self):,} rows; its {self.nlist:,} cells "
+                 f"were chosen for about {self.built_for:,}, so each search reads more rows "
+                 f"than it should. Build a new ApproximateIndex from all the rows to use "
+                 f"about {_default_nlist(len(self)):,} cells (results stay valid meanwhile)")
+
+    def save(self, path: str | Path) -> Path:
+        """Write the index to a folder, as one file (``approximate_index.safetensors``; no pickle).
+
+        FAISS's own serialisation of the cells and stored vectors, and a JSON copy of the
+        settings and items, go into one safetensors file, with a checksum of the FAISS bytes,
+        written beside its final name and renamed into place in one step: a save killed
+        half-way leaves the previous index. It needs about the index's size in free memory
+        (FAISS serialises to memory first). Returns the folder.
+        """
+        import faiss
+
+        folder = Path(path).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise FileExistsError(f"{folder} is a file; ApproximateIndex.save needs a folder path")
+        blob = faiss.serialize_index(self._index)  # a uint8 numpy array
+        meta = {"format": _APPROX_FORMAT, "kind": "ApproximateIndex", "dim": self.dim,
+                "count": len(self), "nlist": self.nlist, "nprobe": self.nprobe, "pq": self.pq,
+                "built_for": self.built_for, "sha256": hashlib.sha256(blob.data).hexdigest(),
+                "items": self.items}
+        text = _to_json(meta, self.items)  # fails before anything is written
+        tensors = {"faiss": torch.from_numpy(blob),
+                   "meta": torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8)}
+        _write_one_file(tensors, folder, _APPROX_FILE)
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path) -> ApproximateIndex:
+        """Read an index written by :meth:`save`; it searches exactly as the saved one did.
+
+        Raises:
+            FileNotFoundError: the folder or its index file is missing (a folder holding an
+                exact :class:`EmbeddingIndex` instead is named as such).
+            ValueError: the file is damaged or truncated (its checksum or sizes disagree), or
+                was not written by :meth:`save` (the message names the file).
+        """
+        import faiss
+        from safetensors import SafetensorError, safe_open
+
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            problem = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise FileNotFoundError(f"{folder} {problem}; ApproximateIndex.load needs the "
+                                    "folder written by index.save(folder)")
+        file = folder / _APPROX_FILE
+        if not file.is_file():
+            hint = (f"; it holds an exact index ({_INDEX_FILE}): load it with "
+                    "EmbeddingIndex.load" if (folder / _INDEX_FILE).exists()
+                    else "; write one with index.save(folder)")
+            raise FileNotFoundError(f"{folder} is not a saved ApproximateIndex (no "
+                                    f"{_APPROX_FILE}){hint}")
+        try:
+            with safe_open(str(file), framework="pt") as opened:
+                keys = list(opened.keys())
+                blob = opened.get_tensor("faiss") if "faiss" in keys else None
+                raw = opened.get_tensor("meta") if "meta" in keys else None
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"{file} is damaged or truncated ({err}); save the index "
+                             "again") from None
+        if (blob is None or raw is None or blob.dtype != torch.uint8 or raw.dtype != torch.uint8
+                or blob.ndim != 1 or raw.ndim != 1):
+            raise ValueError(f"{file} holds no FAISS index and metadata (it has {keys}); it "
+                             "was not written by ApproximateIndex.save")
+        try:
+            meta = json.loads(bytes(raw.numpy()).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{file} is damaged: its metadata is not valid JSON ({err}); save "
+                             "the index again") from None
+        count, dim, items = _check_meta(meta, file, _APPROX_FORMAT)
+        data = blob.numpy()
+        if not isinstance(meta.get("sha256"), str) or \
+                hashlib.sha256(data.data).hexdigest() != meta["sha256"]:
+            raise ValueError(f"{file} is damaged: its FAISS bytes do not match the checksum "
+                             "written with them; save the index again")
+        try:
+            index = faiss.deserialize_index(data)  # already its concrete class; it owns itself
+        except RuntimeError as err:
+            raise ValueError(f"{file}: FAISS cannot read its index ({err}); save the index "
+                             "again") from None
+        pq = meta.get("pq")
+        kind = faiss.IndexIVFFlat if pq is None else faiss.IndexIVFPQ
+        if (not isinstance(index, kind) or index.metric_type != faiss.METRIC_INNER_PRODUCT
+                or index.d != dim or index.ntotal != count or index.nlist != meta.get("nlist")
+                or (items is not None and len(items) != count)):
+            raise ValueError(f"{file}: the FAISS index and the metadata beside it disagree "
+                             "(kind, size, dimension, cells or items); save the index again")
+        out = cls.__new__(cls)
+        out.dim, out.items, out.nlist, out.pq = int(dim or index.d), items, int(index.nlist), pq
+        out._index, out._quantizer = index, index.quantizer  # the index owns its quantizer
+        built_for = meta.get("built_for")
+        out.built_for = built_for if isinstance(built_for, int) else count
+        out.nprobe = index.nprobe
+        return out
 
     @property
     def nprobe(self) -> int:

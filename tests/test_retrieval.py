@@ -673,3 +673,220 @@ def test_save_into_a_read_only_folder_is_one_clear_error(read_only_folder):
                                               "Permission denied"):
         index.save(locked / "idx")
     assert not (locked / "idx" / "embeddings.safetensors").exists()
+
+
+# --- ApproximateIndex: add, save, load ----------------------------------------------------------
+
+def test_approximate_add_equals_an_index_over_all_rows():
+    from course.retrieval import ApproximateIndex
+
+    x = _clustered(3100, d=32, clusters=20, seed=7)
+    items = [f"row {i}" for i in range(3000)]
+    index = ApproximateIndex(x[:1500], items[:1500], nlist=16)
+    for lo in (1500, 2200):  # ids continue from len(index), as EmbeddingIndex.add's do
+        index.add(x[lo:lo + 700] if lo == 1500 else x[lo:3000], items[lo:lo + 700]
+                  if lo == 1500 else items[lo:3000])
+    assert len(index) == 3000 and len(index.items) == 3000
+    exact = EmbeddingIndex(x[:3000], items)
+    assert index.recall_against(exact, x[3000:], 10) >= 0.95  # the default nprobe
+    index.nprobe = index.nlist  # every cell: exactly the exact index's answer
+    got, want = index.search(x[3000:], 10), exact.search(x[3000:], 10)
+    assert torch.equal(got.indices, want.indices) and got.items == want.items
+    assert torch.allclose(got.scores, want.scores, atol=1e-5)
+
+
+def test_approximate_add_refuses_bad_rows_and_mismatched_items():
+    from course.retrieval import ApproximateIndex
+
+    x = _clustered(600, d=16)
+    index = ApproximateIndex(x[:500])
+    with pytest.raises(ValueError, match="16-d"):
+        index.add(np.ones((3, 8), dtype=np.float32))
+    bad = x[500:510].copy()
+    bad[4, 2] = np.nan
+    with pytest.raises(ValueError, match="4"):
+        index.add(bad)
+    with pytest.raises(ValueError, match="without items"):
+        index.add(x[500:502], items=["a", "b"])
+    assert len(index) == 500  # nothing was added by the refused calls
+    index.add(np.zeros((0, 16), dtype=np.float32))  # an empty batch is a no-op
+    with_items = ApproximateIndex(x[:500], list(range(500)))
+    with pytest.raises(ValueError, match="pass items="):
+        with_items.add(x[500:502])
+    with pytest.raises(ValueError, match="2 items for 3"):
+        with_items.add(x[500:503], items=[1, 2])
+    assert len(with_items) == 500
+
+
+def test_approximate_add_says_once_when_the_cells_are_outgrown():
+    from course.retrieval import ApproximateIndex
+
+    x = _clustered(8000, d=16, clusters=30, seed=9)
+    index = ApproximateIndex(x[:1000])  # nlist chosen for 1,000 rows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        index.add(x[1000:1900])  # nearly twice the size: its 25 cells still fit
+    assert not index.retrain_advised
+    with pytest.warns(UserWarning, match=r"chosen for about 1,000.*Build a new ApproximateIndex"):
+        index.add(x[1900:6000])
+    assert index.retrain_advised
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        index.add(x[6000:])  # said once, not at every add
+    assert ApproximateIndex(x).retrain_advised is False  # rebuilt: cells fit again
+
+
+@pytest.mark.parametrize("pq", [None, 4])
+def test_approximate_save_load_round_trip(tmp_path, pq):
+    from course.retrieval import ApproximateIndex
+
+    x = _clustered(1300, d=16, clusters=20, seed=10)
+    items = [{"id": i, "caption": f"c{i}"} for i in range(1200)]
+    index = ApproximateIndex(x[:1200], items, nlist=12, nprobe=3, pq=pq)
+    folder = index.save(tmp_path / "ann")
+    assert sorted(p.name for p in folder.iterdir()) == ["approximate_index.safetensors"]
+    loaded = ApproximateIndex.load(folder)
+    assert repr(loaded) == repr(index)
+    assert (loaded.nlist, loaded.nprobe, loaded.pq, loaded.built_for) == (12, 3, pq, 1200)
+    got, want = loaded.search(x[1200:], 10), index.search(x[1200:], 10)
+    assert torch.equal(got.indices, want.indices) and torch.equal(got.scores, want.scores)
+    assert got.items == want.items
+    loaded.add(x[1200:], [{"id": i} for i in range(1200, 1300)])  # it keeps growing after load
+    loaded.nprobe = 12
+    assert loaded.search(x[1250], 1).items == [[{"id": 1250}]]
+    with open(folder / "approximate_index.safetensors", "rb") as file:
+        assert b"pickle" not in file.read(200)  # safetensors: a JSON header, then raw bytes
+
+
+def _approx_saved(tmp_path):
+    from course.retrieval import ApproximateIndex
+
+    return ApproximateIndex(_clustered(400, d=16), list(range(400)), nlist=4).save(tmp_path / "a")
+
+
+@pytest.mark.parametrize("keep", [0, 7, 100, -5000, -1])
+def test_approximate_load_of_a_truncated_file_names_it(tmp_path, keep):
+    from course.retrieval import ApproximateIndex
+
+    file = _approx_saved(tmp_path) / "approximate_index.safetensors"
+    data = file.read_bytes()
+    file.write_bytes(data[:keep % len(data)])
+    with pytest.raises(ValueError, match=r"approximate_index\.safetensors.*(damaged|truncated)"):
+        ApproximateIndex.load(file.parent)
+
+
+def test_approximate_load_of_a_corrupted_file_names_the_damage(tmp_path):
+    from course.retrieval import ApproximateIndex
+
+    file = _approx_saved(tmp_path) / "approximate_index.safetensors"
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte among the FAISS bytes
+    file.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="damaged: its FAISS bytes do not match the checksum"):
+        ApproximateIndex.load(file.parent)
+
+
+def test_approximate_load_refuses_other_folders_and_files(tmp_path):
+    from safetensors.torch import save_file
+
+    from course.retrieval import ApproximateIndex
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ApproximateIndex.load(tmp_path / "nowhere")
+    exact = EmbeddingIndex(_random(5)).save(tmp_path / "exact")
+    with pytest.raises(FileNotFoundError, match="exact index.*EmbeddingIndex.load"):
+        ApproximateIndex.load(exact)
+    with pytest.raises(FileNotFoundError, match="ApproximateIndex.load"):
+        EmbeddingIndex.load(_approx_saved(tmp_path))
+    other = tmp_path / "other"
+    other.mkdir()
+    save_file({"weights": torch.ones(3)}, str(other / "approximate_index.safetensors"))
+    with pytest.raises(ValueError, match="not written by ApproximateIndex.save"):
+        ApproximateIndex.load(other)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="needs a folder"):
+        ApproximateIndex(_clustered(100, d=16)).save(tmp_path / "file")
+
+
+def test_approximate_load_refuses_metadata_that_disagrees_with_faiss(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from course.retrieval import ApproximateIndex
+
+    file = _approx_saved(tmp_path) / "approximate_index.safetensors"
+    with safe_open(str(file), framework="pt") as opened:
+        tensors = {key: opened.get_tensor(key) for key in opened.keys()}  # noqa: SIM118 - not a dict
+    meta = json.loads(bytes(tensors["meta"].numpy()).decode())
+    meta["count"] = 399
+    meta["items"] = meta["items"][:399]
+    tensors["meta"] = torch.frombuffer(bytearray(json.dumps(meta).encode()), dtype=torch.uint8)
+    save_file(tensors, str(file))
+    with pytest.raises(ValueError, match="disagree"):
+        ApproximateIndex.load(file.parent)
+
+
+def test_approximate_save_into_a_read_only_folder_is_one_clear_error(read_only_folder):
+    from course import retrieval
+    from course.retrieval import ApproximateIndex
+
+    index = ApproximateIndex(_clustered(100, d=16))
+    locked = read_only_folder(retrieval)
+    with pytest.raises(PermissionError, match=r"cannot save the index in .*locked/ann: "
+                                              "Permission denied"):
+        index.save(locked / "ann")
+
+
+def test_an_approximate_save_that_dies_before_the_rename_leaves_the_old_index(tmp_path,
+                                                                               monkeypatch):
+    import os
+
+    from course.retrieval import ApproximateIndex
+
+    folder = _approx_saved(tmp_path)
+    monkeypatch.setattr(os, "replace", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # as if killed between writing and renaming
+        ApproximateIndex(_clustered(200, d=16, seed=3), list("x" * 200)).save(folder)
+    monkeypatch.undo()
+    assert ApproximateIndex.load(folder).items == list(range(400))
+    assert sorted(p.name for p in folder.iterdir()) == ["approximate_index.safetensors"]
+
+
+_APPROX_WRITER = """
+import sys, numpy as np
+from course.retrieval import ApproximateIndex
+folder, rounds = sys.argv[1], int(sys.argv[2])
+def make(tag, seed):
+    x = np.random.default_rng(seed).normal(size=(20000, 64)).astype(np.float32)
+    return ApproximateIndex(x, items=[f"{tag}{i}" for i in range(20000)], nlist=16, nprobe=16)
+versions = [make("a", 1), make("b", 2)]
+versions[0].save(folder)
+print("ready", flush=True)
+for r in range(rounds):
+    versions[r % 2].save(folder)
+"""
+
+
+@pytest.mark.slow
+def test_an_approximate_save_killed_at_any_moment_leaves_a_whole_index(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from course.retrieval import ApproximateIndex
+
+    rows = {tag: np.random.default_rng(seed).normal(size=(20000, 64)).astype(np.float32)
+            for tag, seed in (("a", 1), ("b", 2))}
+    for delay in (0.0, 0.05, 0.15, 0.3):
+        process = subprocess.Popen([sys.executable, "-c", _APPROX_WRITER, str(tmp_path / "ann"),
+                                    "10000"], stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        loaded = ApproximateIndex.load(tmp_path / "ann")
+        tag = loaded.items[0][0]
+        assert {item[0] for item in loaded.items} == {tag}  # the items of one save
+        got = loaded.search(rows[tag][:5], 1)  # and that save's vectors: each finds itself
+        assert got.indices[:, 0].tolist() == [0, 1, 2, 3, 4]
