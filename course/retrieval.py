@@ -41,6 +41,8 @@ _CHUNK_BYTES = 64 * 2**20
 #: An ApproximateIndex folder holds one file: FAISS's bytes and a JSON tensor of the settings.
 _APPROX_FORMAT = 1
 _APPROX_FILE = "approximate_index.safetensors"
+# Rows normalised (and assigned to cells) at a time while building: 32 MB at 128-d.
+_ADD_BLOCK_ROWS = 65_536
 # Stored rows this far from unit length were not written by save() (float16 rounding is ~1e-3).
 _UNIT_TOLERANCE = 1e-2
 
@@ -259,6 +261,11 @@ def _write_one_file(tensors: dict[str, torch.Tensor], folder: Path, name: str) -
         raise
 
 
+def _unit_numpy(rows: torch.Tensor) -> np.ndarray:
+    """Checked rows as a C-contiguous float32 array of unit rows, what FAISS takes."""
+    return np.ascontiguousarray(unit_rows(rows).numpy(), dtype=np.float32)
+
+
 def _default_nlist(n: int) -> int:
     """About ``4 sqrt(n)`` cells, at most ``n / 39`` (k-means wants ~39 points per centroid)."""
     return max(1, min(round(4 * n ** 0.5), n // 39))
@@ -455,7 +462,6 @@ class ApproximateIndex:
         if self.pq is not None and n < 256:
             raise ValueError(f"pq needs at least 256 embeddings to learn its 256 codes, got {n}")
         train_size = whole_number(train_size, "train_size")
-        data = np.ascontiguousarray(unit_rows(embeds).numpy(), dtype=np.float32)
 
         quantizer = faiss.IndexFlatIP(self.dim)
         index: Any  # IndexIVFFlat or IndexIVFPQ
@@ -466,17 +472,19 @@ class ApproximateIndex:
                                      faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
-        train = data if n <= train_size else data[np.sort(rng.choice(n, train_size, replace=False))]
+        rows = slice(None) if n <= train_size else torch.from_numpy(
+            np.sort(rng.choice(n, train_size, replace=False)))
+        train = _unit_numpy(embeds[rows])
         index.cp.max_points_per_centroid = max(256, -(-len(train) // self.nlist))  # no resampling
         if self.pq is not None:
             # FAISS warns below 39 training rows per code (9,984); fewer still train 256 codes,
             # only coarser ones, and this index is meant to be tried on small collections too
             index.pq.cp.min_points_per_centroid = 1
         index.train(train)
-        index.add(data)
-        del data
+        del train
         self._quantizer: Any = quantizer  # FAISS does not own it from Python: keep it alive
         self._index = index
+        self._add_rows(embeds)
         #: rows the cells were built for (the index's size when built); see :attr:`retrain_advised`
         self.built_for = n
         self.nprobe = max(16, self.nlist // 16) if nprobe is None else nprobe
@@ -515,7 +523,7 @@ class ApproximateIndex:
         if len(embeds) == 0:
             return
         advised = self.retrain_advised
-        self._index.add(np.ascontiguousarray(unit_rows(embeds).numpy(), dtype=np.float32))
+        self._add_rows(embeds)
         if new_items is not None:
             self.items = (self.items or []) + new_items
         if self.retrain_advised and not advised:
@@ -523,6 +531,38 @@ class ApproximateIndex:
                  f"were chosen for about {self.built_for:,}, so each search reads more rows "
                  f"than it should. Build a new ApproximateIndex from all the rows to use "
                  f"about {_default_nlist(len(self)):,} cells (results stay valid meanwhile)")
+
+    def _add_rows(self, embeds: torch.Tensor) -> None:
+        """Normalise and append checked rows, block by block: no full-size temporary copy.
+
+        IVF-Flat rows are assigned to cells first, then each cell receives all its rows in one
+        call, which sizes its list exactly (FAISS's own ``add`` appends row by row and its lists
+        grow by doubling, up to twice the vectors' size). Ids and order within a cell are those
+        ``add`` gives: row number, ascending.
+        """
+        import faiss
+
+        index, start, n = self._index, len(self), len(embeds)
+        step = _ADD_BLOCK_ROWS
+        if self.pq is not None:  # PQ codes are small: FAISS's add, block by block
+            for lo in range(0, n, step):
+                index.add(_unit_numpy(embeds[lo:lo + step]))
+            return
+        cells = np.empty(n, dtype=np.int64)
+        for lo in range(0, n, step):
+            _, nearest = self._quantizer.search(_unit_numpy(embeds[lo:lo + step]), 1)
+            cells[lo:lo + step] = nearest[:, 0]
+        order = np.argsort(cells, kind="stable")  # rows of cell 0, then cell 1, ...
+        bounds = np.searchsorted(cells[order], np.arange(self.nlist + 1))
+        del cells
+        lists = index.invlists
+        for cell in np.flatnonzero(np.diff(bounds)):
+            rows = order[bounds[cell]:bounds[cell + 1]]
+            codes = _unit_numpy(embeds[torch.from_numpy(rows)])  # IVF-Flat's code: the vector
+            ids = rows + start
+            lists.add_entries(int(cell), len(rows), faiss.swig_ptr(ids),
+                              faiss.swig_ptr(codes.view(np.uint8)))
+        index.ntotal = start + n
 
     def save(self, path: str | Path) -> Path:
         """Write the index to a folder, as one file (``approximate_index.safetensors``; no pickle).

@@ -890,3 +890,24 @@ def test_an_approximate_save_killed_at_any_moment_leaves_a_whole_index(tmp_path)
         assert {item[0] for item in loaded.items} == {tag}  # the items of one save
         got = loaded.search(rows[tag][:5], 1)  # and that save's vectors: each finds itself
         assert got.indices[:, 0].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_approximate_build_files_rows_as_faiss_add_does():
+    """The cell-by-cell build (each list sized once) gives the lists FAISS's own add gives."""
+    import faiss
+
+    from course.retrieval import ApproximateIndex
+
+    x = _clustered(6000, d=32, clusters=40, seed=11)
+    index = ApproximateIndex(x[:4000], nlist=30, nprobe=3)
+    index.add(x[4000:5800])
+    faiss_built = faiss.clone_index(index._index)  # the same cells, filled by FAISS itself
+    faiss_built.reset()
+    faiss_built.add(np.ascontiguousarray(F.normalize(torch.from_numpy(x[:5800]), dim=1).numpy()))
+    for cell in range(30):
+        assert index._index.invlists.list_size(cell) == faiss_built.invlists.list_size(cell)
+    queries = np.ascontiguousarray(F.normalize(torch.from_numpy(x[5800:]), dim=1).numpy())
+    scores, ids = faiss_built.search(queries, 10)
+    got = index.search(x[5800:], 10)
+    assert np.array_equal(got.indices.numpy(), ids)
+    assert np.allclose(got.scores.numpy(), scores, atol=1e-6)
