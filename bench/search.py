@@ -41,13 +41,16 @@ def clustered(n: int, dim: int, topics: int, seed: int = 0, spread: float = 1.0,
     """``n`` unit float32 vectors around ``topics`` random unit centres, written chunk by chunk
     (so the only full-size allocation is the result)."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(topics, dim))
+    centres = rng.standard_normal((topics, dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     out = np.empty((n, dim), dtype=np.float32)
-    for lo in range(0, n, chunk):
+    for lo in range(0, n, chunk):  # float32 throughout: 10 M x 128 in seconds, not minutes
         m = min(chunk, n - lo)
-        block = centres[rng.integers(topics, size=m)] + spread * rng.normal(size=(m, dim)) / np.sqrt(dim)
-        out[lo:lo + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        block = out[lo:lo + m]
+        rng.standard_normal((m, dim), dtype=np.float32, out=block)
+        block *= spread / np.sqrt(dim)
+        block += centres[rng.integers(topics, size=m)]
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
     return out
 
 

@@ -30,6 +30,7 @@
 # %%
 import tempfile
 import time
+from pathlib import Path
 
 import faiss
 import matplotlib.pyplot as plt
@@ -541,6 +542,44 @@ ax.legend(loc="lower left");
 # the trade matters at millions of vectors, where the same ratio of cells turns seconds into
 # milliseconds (`bench/README.md`).
 #
+# ### Exercise 5: recall@k of an approximate search
+#
+# Every point of that curve is one number: how many of the true neighbours the approximate
+# search returned. Write `knn_recall(exact_ids, approx_ids, k)`. Both arguments are `(Q, K)`
+# arrays of stored-row indices, best first, for the same `Q` queries: from exact search and from
+# the approximate one. `K` may be larger than `k` (a search that asked for more results than you
+# score). Return recall@k as defined above, a float between 0 and 1. NumPy or torch.
+
+# %% course={"exercise": "nb05.q5", "role": "stub"}
+def knn_recall(exact_ids, approx_ids, k):
+    """Share of the exact top k that the approximate top k contains, over all queries."""
+    raise NotImplementedError("Replace this line with your code")
+
+# %% tags=["nbval-check-output"] course={"exercise": "nb05.q5", "role": "check"}
+ex.q5.check(knn_recall)
+# ex.q5.hint()      # a hint; call again for the next one
+# ex.q5.solution()  # the course's solution
+
+# %% [markdown]
+# Building ran k-means; there is no need to run it again next time. `save` writes the cells, the
+# stored vectors and the settings into one file (no pickle), `load` reads them back, and `add`
+# files new vectors into the trained cells, warning when the collection has outgrown them.
+
+# %%
+with tempfile.TemporaryDirectory() as folder:
+    ann.save(folder)
+    megabytes = sum(f.stat().st_size for f in Path(folder).iterdir()) / 2**20
+    start = time.perf_counter()
+    reloaded_ann = ApproximateIndex.load(folder)
+    load_s = time.perf_counter() - start
+same = torch.equal(reloaded_ann.search(ann_queries, 10).indices,
+                   ann.search(ann_queries, 10).indices)
+print(f"saved {megabytes:.1f} MB, loaded in {load_s:.2f} s; same top 10 for all "
+      f"{len(ann_queries)} queries: {same}")
+reloaded_ann.add(ann_queries)  # new rows go to their nearest cells; ids continue from len(index)
+print(f"after add: {reloaded_ann}; time to rebuild the cells: {reloaded_ann.retrain_advised}")
+
+# %% [markdown]
 # ### Why text queries suffer more in a quantized index
 #
 # Product quantisation (`pq=m`) also compresses every stored vector to $m$ bytes: each of $m$
@@ -689,4 +728,6 @@ ProgressTracker("05_retrieval", [
     Item("I can explain why a bag-of-words text embedding fails on it", exercise="nb05.q4"),
     Item("I can say how search time and memory grow and when to switch to an ANN library",
          id="scaling"),
+    Item("I can measure an approximate index's recall@k against exact search",
+         exercise="nb05.q5"),
 ])

@@ -75,6 +75,12 @@ def _probe(x, y, t, C=10.0, normalise_test=True):
     return model.predict(_unit(t) if normalise_test else np.asarray(t, dtype=float))
 
 
+def _knn_found(exact_ids, approx_ids, k_exact, k_approx) -> int:
+    """True neighbours found: exact's first ``k_exact`` ids among approx's first ``k_approx``."""
+    return sum(len(set(np.asarray(e)[:k_exact].tolist()) & set(np.asarray(a)[:k_approx].tolist()))
+               for e, a in zip(exact_ids, approx_ids))
+
+
 def _mean_pair_distance(x, y):
     n = min(len(x), len(y))
     x, y = np.asarray(x, float)[:n], np.asarray(y, float)[:n]
@@ -132,6 +138,14 @@ WRONG = [
     ("nb05.q3", "a red circle", "add a negation or a relation"),
     ("nb05.q3", "a blue circle that is not red", "that query does not fail"),  # it works
     ("nb05.q4", "A", "not A"),
+    ("nb05.q5", lambda e, a, k: float(np.mean(np.asarray(e)[:, :k] == np.asarray(a)[:, :k])),
+     "position by position"),
+    ("nb05.q5", lambda e, a, k: _knn_found(e, a, k, k) / len(e), "number of queries only"),
+    ("nb05.q5", lambda e, a, k: _knn_found(e, a, k, k) / np.asarray(e).size, "instead of k"),
+    ("nb05.q5", lambda e, a, k: _knn_found(e, a, None, k) / (len(e) * k), "wrong k"),
+    ("nb05.q5", lambda e, a, k: _knn_found(e, a, k, None) / (len(e) * k), "first k count"),
+    ("nb05.q5", lambda e, a, k: float(np.mean([len(set(np.asarray(x)[:k]) & set(np.asarray(y)[:k])) > 0
+                                               for x, y in zip(e, a)])), "*any*"),
     ("nb06.q1", lambda x, y, t: np.array([next(iter(y))] * len(t)), "normalise the embeddings"),
     ("nb06.q1", _unnormalised_probe, "normalise the embeddings"),
     ("nb06.q1", lambda x, y, t: np.asarray(y)[(_unit(t) @ _unit(x).T).argmax(1)], "nearest-neighbour"),

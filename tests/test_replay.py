@@ -145,6 +145,20 @@ def test_other_implementations_of_an_exercise_are_guarded_too():
 
     assert not nb05.q1.check(via_index).correct
 
+    def via_recall_against(exact_ids, approx_ids, k):  # the course's recall, fed the id lists
+        class Answers:
+            def __init__(self, ids):
+                self.ids = course.retrieval.torch.as_tensor(ids)
+
+            def search(self, queries, k):
+                return course.retrieval.SearchResult(self.ids[:, :k], self.ids[:, :k])
+
+        return course.retrieval.ApproximateIndex.recall_against(
+            Answers(approx_ids), Answers(exact_ids), None, k)
+
+    result = nb05.q5.check(via_recall_against)
+    assert not result.correct and "ApproximateIndex" in result.message, result
+
 
 @pytest.mark.slow
 def test_course_grade_replays_functions_where_the_course_cannot_do_them(tmp_path):

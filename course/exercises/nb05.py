@@ -1,5 +1,6 @@
 """Exercises of notebook 05 (retrieval): exact top-k search, recall@k with several positives per
-query, a query that really fails on pocket (checked by running it), and why it fails."""
+query, a query that really fails on pocket (checked by running it), why it fails, and the
+recall@k of an approximate search against exact search."""
 
 from __future__ import annotations
 
@@ -63,5 +64,20 @@ q4 = ValueExercise(
         "The right image, e.g. a blue circle for 'a circle that is not red', is in the collection.",
         ("Compare the text embeddings of 'a red circle' and 'a circle that is not red': how close "
          "are they? What did pocket's training captions never contain?"),
+    ],
+)
+
+q5 = FunctionExercise(
+    "nb05.q5",
+    "recall@k of an approximate search against exact search",
+    answer_name="knn_recall",
+    variants=["torch"],
+    hints=[
+        ("Only the first k columns of each array count: `exact_ids[:, :k]` are the true "
+         "neighbours, `approx_ids[:, :k]` what the approximate search returned."),
+        ("A true neighbour counts wherever it appears in the approximate top k, at any rank: "
+         "intersect the two rows as sets, `len(set(a) & set(b))`."),
+        ("Add up the neighbours found over all queries and divide by how many there were to "
+         "find: queries x k. The result lies between 0 and 1."),
     ],
 )

@@ -267,3 +267,92 @@ q3 = ValueKey(
 )
 
 q4 = ValueKey(expected="B", solution='failure_reason = "B"', compare=reason_is_b())
+
+
+def knn_recall(exact_ids, approx_ids, k):
+    """Share of each query's exact top k found anywhere in its approximate top k, over all queries."""
+    exact = np.asarray(exact_ids)[:, :k]
+    approx = np.asarray(approx_ids)[:, :k]
+    found = sum(len(set(e.tolist()) & set(a.tolist())) for e, a in zip(exact, approx))
+    return found / (len(exact) * k)
+
+
+def _found(exact_ids, approx_ids, k_exact, k_approx):
+    """Neighbours found per query: exact's first ``k_exact`` ids among approx's first ``k_approx``."""
+    exact, approx = np.asarray(exact_ids)[:, :k_exact], np.asarray(approx_ids)[:, :k_approx]
+    return np.array([len(set(e.tolist()) & set(a.tolist())) for e, a in zip(exact, approx)])
+
+
+def _positionwise(exact_ids, approx_ids, k):
+    return float(np.mean(np.asarray(exact_ids)[:, :k] == np.asarray(approx_ids)[:, :k]))
+
+
+def _id_rows(g: np.random.Generator, queries: int, columns: int, k: int, stored: int,
+             missed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ids and an approximate search's ids of the same queries, as FAISS would return
+    them: the approximate top k holds most of the true top k, in another order, a few ids from
+    beyond it (ranks k+1...) and ``missed`` ids the exact search ranks lower still."""
+    exact = np.stack([g.choice(stored, columns, replace=False) for _ in range(queries)])
+    approx = exact.copy()
+    for row, ids in zip(approx, exact):
+        lost = g.choice(k, missed + 1, replace=False)
+        beyond = k + int(g.integers(columns - k))  # a rank-(k+1...) id moves into the top k
+        row[lost[0]], row[beyond] = row[beyond], row[lost[0]]
+        outside = np.setdiff1d(np.arange(stored), ids)
+        row[lost[1:]] = g.choice(outside, missed, replace=False)
+        g.shuffle(row[:k])
+        g.shuffle(row[k:])
+    return exact, approx
+
+
+def _knn_cases() -> list[Case]:
+    g = np.random.default_rng(507)
+    exact = np.array([[0, 1, 2, 3], [4, 5, 6, 7]])
+    approx = np.array([[1, 0, 9, 3], [4, 8, 6, 5]])
+    return [
+        Case((exact, approx, 3), "hand-built: 2 queries, 4 columns each, k=3"),
+        Case(_id_rows(g, 6, 20, 10, 500, 2) + (10,), "6 queries searched with k=20, recall@10"),
+        Case(_id_rows(g, 5, 12, 5, 100, 1) + (5,), "5 queries searched with k=12, recall@5"),
+        Case((exact[:, :3], np.array([[1, 0, 2], [4, 6, 5]]), 1), "k=1"),
+        Case((exact, exact[:, ::-1].copy(), 4), "every true neighbour found, in reverse order"),
+    ]
+
+
+def _fresh_knn_cases(rng: random.Random) -> list[Case]:
+    g = np.random.default_rng(rng.randrange(2**32))
+    k = rng.randint(3, 8)
+    return [Case(_id_rows(g, 4, 2 * k, k, 200, rng.randint(0, 2)) + (k,),
+                 f"4 random queries searched with k={2 * k}, recall@{k}")]
+
+
+q5 = FunctionKey(
+    reference=knn_recall,
+    cases=_knn_cases,
+    compare=close(rtol=1e-6),
+    mistakes=[
+        Mistake("you compared the two lists position by position; a true neighbour that the "
+                "approximate search returns at another rank is still found. Compare each "
+                "query's two top-k lists as sets.", function=_positionwise),
+        Mistake("you divided by the number of queries only; each query has k true neighbours "
+                "to find, so divide the neighbours found by queries x k.",
+                function=lambda e, a, k: float(_found(e, a, k, k).sum() / len(np.asarray(e)))),
+        Mistake("you divided by the arrays' number of columns instead of k; only the top k "
+                "of each row count, so divide by queries x k.",
+                function=lambda e, a, k: float(_found(e, a, k, k).sum()
+                                               / np.asarray(e).size)),
+        Mistake("you compared against the wrong k: you took every column of the exact ids as "
+                "true neighbours; the true neighbours are the first k columns only.",
+                function=lambda e, a, k: float(_found(e, a, np.asarray(e).shape[1], k).sum()
+                                               / (len(np.asarray(e)) * k))),
+        Mistake("you looked for the true neighbours among every column of the approximate ids; "
+                "only its first k count (they are what a search with k returns).",
+                function=lambda e, a, k: float(_found(e, a, k, np.asarray(a).shape[1]).mean() / k)),
+        Mistake("you counted a query as found if *any* of its true neighbours is there (the "
+                "recall@k of exercise 2); here each of the k exact neighbours counts on its own.",
+                function=lambda e, a, k: float((_found(e, a, k, k) > 0).mean())),
+        Mistake("your recall is a percentage; give it as a fraction between 0 and 1.",
+                function=lambda e, a, k: 100 * float(_found(e, a, k, k).mean() / k)),
+    ],
+    forbidden=["course.retrieval:ApproximateIndex"],
+    fresh=_fresh_knn_cases,
+)
