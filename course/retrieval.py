@@ -593,6 +593,9 @@ class ApproximateIndex:
     def load(cls, path: str | Path) -> ApproximateIndex:
         """Read an index written by :meth:`save`; it searches exactly as the saved one did.
 
+        The file's bytes are checked against their checksum before FAISS reads them; while
+        loading, the bytes and the index are both in memory (about twice the index's size).
+
         Raises:
             FileNotFoundError: the folder or its index file is missing (a folder holding an
                 exact :class:`EmbeddingIndex` instead is named as such).
