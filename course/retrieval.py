@@ -319,9 +319,10 @@ def _read_meta(path: Path) -> tuple[int, int | None, list[Any] | None]:
     return _check_meta(meta, path, _V1_FORMAT)
 
 
-def _check_meta(meta: Any, path: Path, expected: int) -> tuple[int, int | None, list[Any] | None]:
+def _check_meta(meta: Any, path: Path, expected: int, what: str = "EmbeddingIndex",
+                ) -> tuple[int, int | None, list[Any] | None]:
     if not isinstance(meta, dict) or not {"count", "items"} <= meta.keys():
-        raise ValueError(f"{path} is not the metadata of a saved EmbeddingIndex (it needs "
+        raise ValueError(f"{path} is not the metadata of a saved {what} (it needs "
                          "'count' and 'items'); write the folder with index.save(folder)")
     version = meta.get("format")
     if version != expected:
@@ -634,7 +635,7 @@ class ApproximateIndex:
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{file} is damaged: its metadata is not valid JSON ({err}); save "
                              "the index again") from None
-        count, dim, items = _check_meta(meta, file, _APPROX_FORMAT)
+        count, dim, items = _check_meta(meta, file, _APPROX_FORMAT, "ApproximateIndex")
         data = blob.numpy()
         if not isinstance(meta.get("sha256"), str) or \
                 hashlib.sha256(data.data).hexdigest() != meta["sha256"]:
