@@ -144,19 +144,22 @@ class _Panel:
     def show(self, fig: Figure) -> None:
         """Replace what the output shows with ``fig`` (before the message that describes it:
         updates reach the page in order, so a new message means its figure is there)."""
-        from IPython.display import publish_display_data
-
         from course.display import figure_bundle
 
         self.view = fig
-        with self.output:
-            self.output.clear_output(wait=True)
-            publish_display_data(*figure_bundle(fig, self._alt(said=False)))
+        data, metadata = figure_bundle(fig, self._alt(said=False))
+        # Set as the output widget's state, not displayed inside ``with self.output``: from a
+        # callback, a display reaches the page as a message that the front end routes to the
+        # output widget only once it has learnt the widget's new msg_id; one that arrives first
+        # lands in JupyterLab's Log Console instead of the widget. State updates have no race.
+        self.output.outputs = ({"output_type": "display_data", "data": data,
+                                "metadata": metadata},)
 
     def fail(self, text: str) -> None:
         """Show a problem and clear the output, so that no stale figure reads as the answer."""
         self.say(text)
         self.output.clear_output()
+        self.output.outputs = ()
         self.view = None
         self._shown = None
 
