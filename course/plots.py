@@ -163,8 +163,8 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 #: Panels per row of :func:`retrieval_gallery` (the query counts as one), and each one's width
 #: in inches: a row fits a notebook's width (course.display.DISPLAY_WIDTH_PX) unshrunk.
-GALLERY_COLUMNS = 6
-GALLERY_PANEL_IN = 1.45
+GALLERY_COLUMNS = 7
+GALLERY_PANEL_IN = 1.25
 
 
 def retrieval_gallery(
@@ -195,8 +195,9 @@ def retrieval_gallery(
     axes = grid.flat[:n]
     first = axes[0]
     if isinstance(query, str):
-        first.text(0.5, 0.5, _wrap(query), ha="center", va="center", fontsize=10, wrap=True)
+        first.text(0.5, 0.5, _wrap(query, 13), ha="center", va="center", fontsize=9.5)
         first.set_facecolor("#f2f2f2")
+        first.set_box_aspect(1)  # square, like the images beside it
     else:
         first.imshow(_pil(query))
     first.set_title("query", fontweight="bold")
@@ -204,7 +205,7 @@ def retrieval_gallery(
         ax.imshow(_pil(image))
         label = f"#{k + 1}  {score:.3f}"
         if captions is not None:
-            label += "\n" + _wrap(captions[k], 16)
+            label += "\n" + _wrap(captions[k], 15)
         ax.set_title(label, fontsize=9)
     for ax in axes:
         ax.set_xticks([])

@@ -415,9 +415,9 @@ fig = loss_curve({"train": train_loss, "validation": val_loss},
                  title="an overfitting run (made-up curves, not measured)")
 fig.axes[0].axvline(stop, color="k", ls=":", label=f"stop (step {stop})")
 fig.axes[0].legend()
-show_figure(fig, f"Line chart of made-up train and validation losses over {len(train_loss)} steps: "
-            f"the training loss keeps falling, the validation loss is lowest near step {stop} "
-            f"({val_loss[stop]:.3f}) and ends at {val_loss[-1]:.3f}; a dotted line marks the stop.")
+show_figure(fig, f"Line chart of made-up train and validation losses over {len(train_loss)} steps, "
+            f"a dotted line at the chosen stop, step {stop}: validation loss {val_loss[stop]:.3f} "
+            f"there, {val_loss[-1]:.3f} at the end.")
 print(f"stop at step {stop}; validation loss there {val_loss[stop]:.3f}, at the end "
       f"{val_loss[-1]:.3f}")
 
@@ -442,7 +442,7 @@ import course.pocket
 
 stored = Path(course.pocket.__file__).parent / "pocket_lm_bench.json"
 curve = json.loads(stored.read_text())["curve"]
-fig, ax = plt.subplots(figsize=(6, 3.6))
+fig, ax = plt.subplots(figsize=(7, 3.4))
 for arm, label, colour in (("lm", "frozen pre-trained language model", "tab:blue"),
                            ("scratch", "text tower from scratch", "tab:orange")):
     for kind, style in (("course", "-"), ("paraphrase", "--")):
@@ -455,7 +455,10 @@ for arm, label, colour in (("lm", "frozen pre-trained language model", "tab:blue
             f"{n} pairs {p['value']:.1%}" for n, p in zip(curve["pairs"], points)))
 ax.axhline(1 / 48, color="grey", lw=0.8, ls=":", label="chance")
 ax.set(xscale="log", xlabel="training pairs", ylabel="48-way zero-shot top-1", ylim=(0, 1.02))
-ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+ax.set_xticks(curve["pairs"], [f"{n:,}" for n in curve["pairs"]])
+ax.minorticks_off()  # the log axis's minor labels (3x10^2, 4x10^2, ...) ran into each other
+# below the axes: inside, the legend covered points
+ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
 show_figure(fig, "Line chart with 95% intervals of 48-way zero-shot accuracy against training "
             f"pairs ({curve['pairs'][0]} to {curve['pairs'][-1]}, log scale) for a frozen "
             "pre-trained language model and a text tower trained from scratch, each on the "
