@@ -588,7 +588,7 @@ ax.set_ylim(0, 118)
 ax.legend(loc="upper center", ncol=2)
 ax.set_title("16 labelled scans per class (bars: range over 5 splits, or 95% interval)")
 show_figure(fig, f"Bar chart of test accuracy on clean and scan images for {len(results)} methods "
-            f"({', '.join(results)}), with the range over 5 splits or a 95% interval as error bars.")
+            f"({'; '.join(results)}), with the range over 5 splits or a 95% interval as error bars.")
 
 # %% [markdown]
 # How to read it:
