@@ -100,7 +100,8 @@ def render_figure(fig: Any) -> tuple[bytes, FigureMeasure]:
     buffer = io.BytesIO()
     Text.draw = recording_draw  # type: ignore[method-assign,assignment]
     try:
-        fig.savefig(buffer, format="png", bbox_inches="tight")
+        # at the figure's dpi, as IPython's inline backend saves it (whatever savefig.dpi says)
+        fig.savefig(buffer, format="png", bbox_inches="tight", dpi=fig.dpi)
     finally:
         Text.draw = original  # type: ignore[method-assign]
     png = buffer.getvalue()
