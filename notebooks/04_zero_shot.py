@@ -362,9 +362,10 @@ show_figure(similarity_heatmap(photo_probs, photos, photo_labels, title=f"real p
 hits = (photo_probs.argmax(dim=1) == torch.arange(len(photos))).sum()
 print(f"{clip.name}: {hits} of {len(photos)} photos matched to their own label")
 if clip.name == "pocket":
-    print("This is pocket: it has only ever seen drawn coloured shapes, and words like 'cat' "
-          "are byte fragments it never learned a meaning for. Any match in this heatmap is chance. "
-          "The real openai/clip-vit-base-patch32 (course.load_clip on a machine that has it "
+    # short lines: a long printed line wraps wherever the output area ends, mid-word too
+    print("This is pocket: it has only ever seen drawn coloured shapes, and words like 'cat'\n"
+          "are byte fragments it never learned a meaning for. Any match in this heatmap is chance.\n"
+          "The real openai/clip-vit-base-patch32 (course.load_clip on a machine that has it\n"
           "cached) gets nearly all of them: zero-shot needs the concepts in pre-training.")
 
 # %% [markdown]

@@ -371,8 +371,10 @@ ex.q3.check(failing_query)
 # Set `failure_reason` to the letter of the best explanation:
 
 # %% tags=["nbval-check-output"]
-for letter, reason in ex.REASONS.items():
-    print(f"{letter}. {reason}")
+import textwrap
+
+for letter, reason in ex.REASONS.items():  # wrapped: a long line would break mid-word
+    print(textwrap.fill(f"{letter}. {reason}", 100, subsequent_indent="   "))
 
 # %% course={"exercise": "nb05.q4", "role": "stub"}
 failure_reason = None  # replace None with your answer

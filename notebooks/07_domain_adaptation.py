@@ -83,10 +83,11 @@ show_figure(similarity_heatmap(medical_probs, medical, medical_labels, title=f"m
 hits = int((medical_probs.argmax(dim=1).numpy() == np.arange(len(medical))).sum())
 print(f"{clip.name}: {hits} of {len(medical)} images matched to their own description")
 if clip.name == "pocket":
-    print("This is pocket, which has only seen drawn shapes: any match here is chance. With the "
-          "real openai/clip-vit-base-patch32 cached, run this cell again and count its matches. "
-          "Whatever it gets, it answers only 'what kind of picture is this?'. Nothing in its "
-          "training asked it to tell a healthy retina from a diseased one, the question a "
+    # short lines: a long printed line wraps wherever the output area ends, mid-word too
+    print("This is pocket, which has only seen drawn shapes: any match here is chance. With the\n"
+          "real openai/clip-vit-base-patch32 cached, run this cell again and count its matches.\n"
+          "Whatever it gets, it answers only 'what kind of picture is this?'. Nothing in its\n"
+          "training asked it to tell a healthy retina from a diseased one, the question a\n"
           "clinic asks.")
 
 # %% [markdown]
