@@ -82,6 +82,14 @@ def similarity_heatmap(
     return fig
 
 
+def row_maxima_on_diagonal(matrix: torch.Tensor | np.ndarray) -> str:
+    """"in k of n rows the largest value is on the diagonal": a heatmap's gist, for its alt text."""
+    m = _numpy(matrix)
+    n = min(m.shape)
+    hits = int((m[:n].argmax(axis=1) == np.arange(n)).sum())
+    return f"in {hits} of {n} rows the largest value is on the diagonal"
+
+
 def embedding_map(
     embeds: torch.Tensor | np.ndarray,
     labels: Sequence[Any],
@@ -117,7 +125,7 @@ def embedding_map(
     colours.update({n: c for n, c in (palette or {}).items() if n in colours})
     group_names = list(dict.fromkeys(groups)) if groups is not None else [None]
     markers = dict(zip(group_names, "o^sDvP*Xh"))
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for g in group_names:
         for n in names:
             sel = [i for i, lab in enumerate(labels)
@@ -130,7 +138,9 @@ def embedding_map(
         for g in group_names:
             ax.scatter([], [], marker=markers[g], color="gray", label=f"[{g}]")
     if len(names) <= 20 or groups is not None:
-        ax.legend(fontsize=7, loc="best", ncol=1 + min(len(names), 20) // 11)
+        # Beside the axes, not on them: inside, a legend of many labels covers points.
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
+                  ncol=1 + min(len(names), 20) // 11)
     ax.set_xlabel(f"PC 1 ({explained[0]:.0%} of variance)")
     ax.set_ylabel(f"PC 2 ({explained[1]:.0%} of variance)")
     ax.set_title(title)
@@ -151,8 +161,10 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points, explained
 
 
-#: Panels per row of :func:`retrieval_gallery` (the query counts as one).
-GALLERY_COLUMNS = 6
+#: Panels per row of :func:`retrieval_gallery` (the query counts as one), and each one's width
+#: in inches: a row fits a notebook's width (course.display.DISPLAY_WIDTH_PX) unshrunk.
+GALLERY_COLUMNS = 7
+GALLERY_PANEL_IN = 1.25
 
 
 def retrieval_gallery(
@@ -176,14 +188,16 @@ def retrieval_gallery(
     # and its captions with it (at k = 10 in one row they were about 5 px high).
     cols = min(n, GALLERY_COLUMNS)
     rows = -(-n // cols)
-    fig, grid = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.6 * rows), squeeze=False)
+    fig, grid = plt.subplots(rows, cols, figsize=(GALLERY_PANEL_IN * cols, 2.3 * rows),
+                             squeeze=False)
     for ax in grid.flat[n:]:
         fig.delaxes(ax)  # the last row's empty places
     axes = grid.flat[:n]
     first = axes[0]
     if isinstance(query, str):
-        first.text(0.5, 0.5, _wrap(query), ha="center", va="center", fontsize=10, wrap=True)
+        first.text(0.5, 0.5, _wrap(query, 13), ha="center", va="center", fontsize=9.5)
         first.set_facecolor("#f2f2f2")
+        first.set_box_aspect(1)  # square, like the images beside it
     else:
         first.imshow(_pil(query))
     first.set_title("query", fontweight="bold")
@@ -191,7 +205,7 @@ def retrieval_gallery(
         ax.imshow(_pil(image))
         label = f"#{k + 1}  {score:.3f}"
         if captions is not None:
-            label += "\n" + _wrap(captions[k], 22)
+            label += "\n" + _wrap(captions[k], 15)
         ax.set_title(label, fontsize=9)
     for ax in axes:
         ax.set_xticks([])
@@ -200,6 +214,19 @@ def retrieval_gallery(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def describe_gallery(query: str | ImageLike, scores: Sequence[float] | torch.Tensor | np.ndarray,
+                     captions: Sequence[str] | None = None) -> str:
+    """A :func:`retrieval_gallery` in words, for its alt text: query, hits, scores, captions."""
+    score_list = [float(s) for s in _numpy(scores).reshape(-1)]
+    asked = f"the query '{query}'" if isinstance(query, str) else "a query image"
+    text = (f"Gallery: {asked} and its {len(score_list)} best images, scores from "
+            f"{score_list[0]:.3f} down to {score_list[-1]:.3f}")
+    if captions is not None:
+        shown = list(dict.fromkeys(captions))
+        text += "; captions: " + "; ".join(shown[:5]) + ("; ..." if len(shown) > 5 else "")
+    return text + "."
 
 
 def confusion_matrix_plot(
@@ -222,7 +249,7 @@ def confusion_matrix_plot(
     np.add.at(matrix, (true, pred), 1)
     if normalize:
         matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    size = max(4.0, 0.45 * len(names) + 2)
+    size = min(7.5, max(4.0, 0.5 * len(names) + 2))
     fig, ax = plt.subplots(figsize=(size + 1, size))
     im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
@@ -230,11 +257,11 @@ def confusion_matrix_plot(
         for (i, j), value in np.ndenumerate(matrix):
             if value:
                 ax.text(j, i, cell_text(value) if normalize else f"{int(value)}", ha="center",
-                        va="center", fontsize=7, color="white" if value > matrix.max() / 2 else "black")
+                        va="center", fontsize=9, color="white" if value > matrix.max() / 2 else "black")
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=9)
     ax.set_yticks(range(len(names)))
-    ax.set_yticklabels(names, fontsize=8)
+    ax.set_yticklabels(names, fontsize=9)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{title}\naccuracy {accuracy(pred, true)}", fontsize=10)

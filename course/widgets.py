@@ -80,7 +80,7 @@ def probability_figure(labels: Sequence[str], probs: Sequence[float] | torch.Ten
     bars[-1].set_color("#dd8452")  # the prediction
     for bar, k in zip(bars, order):
         ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"{values[k]:.1%}",
-                va="center", fontsize=8)
+                va="center", fontsize=9)
     ax.set_xlim(0, 1.12)
     ax.set_xlabel("probability")
     if title:
@@ -90,6 +90,15 @@ def probability_figure(labels: Sequence[str], probs: Sequence[float] | torch.Ten
     # later cell); displaying the returned figure still works.
     plt.close(fig)
     return fig
+
+
+def describe_probabilities(labels: Sequence[str], probs: Sequence[float] | torch.Tensor,
+                           top: int = 3) -> str:
+    """A probability chart in words, for its alt text: the ``top`` labels, most probable first."""
+    values = [float(p) for p in (probs.tolist() if isinstance(probs, torch.Tensor) else probs)]
+    order = sorted(range(len(labels)), key=lambda k: -values[k])[:top]
+    return (f"bar chart of the probabilities of {len(labels)} labels; highest: "
+            + ", ".join(f"'{labels[k]}' {values[k]:.1%}" for k in order))
 
 
 class _Panel:
@@ -135,17 +144,22 @@ class _Panel:
     def show(self, fig: Figure) -> None:
         """Replace what the output shows with ``fig`` (before the message that describes it:
         updates reach the page in order, so a new message means its figure is there)."""
-        from IPython.display import display
+        from course.display import figure_bundle
 
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(fig)
         self.view = fig
+        data, metadata = figure_bundle(fig, self._alt(said=False))
+        # Set as the output widget's state, not displayed inside ``with self.output``: from a
+        # callback, a display reaches the page as a message that the front end routes to the
+        # output widget only once it has learnt the widget's new msg_id; one that arrives first
+        # lands in JupyterLab's Log Console instead of the widget. State updates have no race.
+        self.output.outputs = ({"output_type": "display_data", "data": data,
+                                "metadata": metadata},)
 
     def fail(self, text: str) -> None:
         """Show a problem and clear the output, so that no stale figure reads as the answer."""
         self.say(text)
         self.output.clear_output()
+        self.output.outputs = ()
         self.view = None
         self._shown = None
 
@@ -157,15 +171,18 @@ class _Panel:
             lines.append(f"  {'! ' if error else ''}{text}")
         return "\n".join(lines)
 
+    def _alt(self, said: bool = True) -> str:
+        """The text alternative of the figure shown: which panel, for which inputs (and what the
+        panel says about it, once it has said it)."""
+        return "; ".join([self.title, *(f"{n}: {v}" for n, v in self.settings()),
+                          *([self._said[0]] if said and self._said[0] else [])])
+
     def _html(self) -> str:
         from course.display import figure_html, static_copy_html
 
         fig, cached = self._view_html
         if fig is not self.view:  # encode each figure once, however often it is displayed
-            # the text alternative says what the figure shows: which panel, for which inputs
-            alt = "; ".join([self.title, *(f"{n}: {v}" for n, v in self.settings()),
-                             *([self._said[0]] if self._said[0] else [])])
-            cached = figure_html(self.view, alt=alt) if self.view is not None else ""
+            cached = figure_html(self.view, alt=self._alt()) if self.view is not None else ""
             self._view_html = (self.view, cached)
         text, error = self._said
         return static_copy_html(self.title, self.settings(), f"{'! ' if error else ''}{text}",
@@ -421,7 +438,7 @@ class WiseFTExplorer(_Panel):
         import matplotlib.pyplot as plt
 
         rows, cols = len(self.domains), max(1, self.examples)
-        fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.7 * rows + 0.4), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.6 * rows + 0.4), squeeze=False)
         for row, (name, (images, labels)) in enumerate(self.domains.items()):
             accuracy, predictions = results[name]
             for col in range(cols):

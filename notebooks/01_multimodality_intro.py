@@ -76,10 +76,12 @@
 import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from course.display import show_figure
+
 
 def draw_two_towers():
     """CLIP's architecture: two encoders, two projections, one shared space."""
-    fig, ax = plt.subplots(figsize=(10, 3.6))
+    fig, ax = plt.subplots(figsize=(8.6, 3.4))
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 4)
     ax.axis("off")
@@ -114,7 +116,9 @@ def draw_two_towers():
     return fig
 
 
-draw_two_towers();
+show_figure(draw_two_towers(), "Diagram: an image goes through the image encoder and a projection, "
+            "a caption through the text encoder and its projection; both land as unit vectors x and "
+            "y in one shared space, where their score is the cosine x · y.")
 
 # %% [markdown]
 # ## 3. What was trained on what
@@ -162,7 +166,7 @@ clip
 import numpy as np
 
 from course.data import shapes
-from course.plots import similarity_heatmap
+from course.plots import row_maxima_on_diagonal, similarity_heatmap
 
 pairs = [("red", "circle"), ("blue", "square"), ("green", "triangle"),
          ("yellow", "star"), ("purple", "hexagon"), ("orange", "cross")]
@@ -172,7 +176,9 @@ labels = [f"{colour} {shape}" for colour, shape in pairs]
 
 classifier = course.ZeroShotClassifier(clip, labels)
 probs = classifier.predict_proba(images)
-similarity_heatmap(probs, images, labels, title=f"zero-shot probabilities ({clip.name})");
+show_figure(similarity_heatmap(probs, images, labels, title=f"zero-shot probabilities ({clip.name})"),
+            f"Heatmap of {clip.name}'s zero-shot probabilities: six shape images (rows) against "
+            f"their six labels (columns); {row_maxima_on_diagonal(probs)}.")
 
 # %% [markdown]
 # A bright diagonal means each image gave most of its probability to its own label. Nothing here
@@ -188,7 +194,9 @@ photo_names = ["cat", "astronaut", "coffee", "rocket"]
 photos, records = samples.load_samples(photo_names)
 photo_labels = ["a cat", "an astronaut", "a cup of coffee", "a rocket"]
 photo_probs = course.ZeroShotClassifier(clip, photo_labels).predict_proba(photos)
-similarity_heatmap(photo_probs, photos, photo_labels, title=f"real photos ({clip.name})");
+show_figure(similarity_heatmap(photo_probs, photos, photo_labels, title=f"real photos ({clip.name})"),
+            f"Heatmap of {clip.name}'s zero-shot probabilities for four photos (a cat, an astronaut, "
+            f"coffee, a rocket) against their four labels; {row_maxima_on_diagonal(photo_probs)}.")
 if clip.name == "pocket":
     # short lines: a long printed line wraps wherever the output area ends, mid-word too
     print("pocket has never seen a photo, nor the words 'cat' or 'rocket':\n"

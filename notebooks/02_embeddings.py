@@ -36,8 +36,9 @@ from transformers import CLIPModel
 import course
 from course import metrics
 from course.data import shapes
+from course.display import show_figure
 from course.exercises import nb02 as ex
-from course.plots import embedding_map, similarity_heatmap
+from course.plots import embedding_map, row_maxima_on_diagonal, similarity_heatmap
 
 clip = course.load_clip("auto")
 clip
@@ -135,7 +136,9 @@ print(np.allclose(cosine_matrix(raw_images.numpy(), raw_texts.numpy()), similari
 # has learned the pairing puts the largest value of each row on the diagonal.
 
 # %%
-similarity_heatmap(similarity, images, captions, title=f"cosine similarity ({clip.name})");
+show_figure(similarity_heatmap(similarity, images, captions, title=f"cosine similarity ({clip.name})"),
+            f"Heatmap of cosine similarities between {len(images)} images (rows) and their "
+            f"{len(captions)} captions (columns); {row_maxima_on_diagonal(similarity)}.")
 
 # %% [markdown]
 # Look at the *range* of the values. In the real CLIP, even a perfect caption has a cosine with
@@ -195,12 +198,16 @@ data = shapes.generate(240, seed=2)
 data_embeds = course.encode_images(clip, data.images)
 # each point drawn in the colour it stands for
 palette = {name: tuple(v / 255 for v in rgb) for name, rgb in shapes.PALETTE.items()}
-embedding_map(data_embeds, [label.color for label in data.labels], palette=palette,
-              title=f"image embeddings coloured by colour ({clip.name})");
+show_figure(embedding_map(data_embeds, [label.color for label in data.labels], palette=palette,
+                          title=f"image embeddings coloured by colour ({clip.name})"),
+            f"Scatter plot: {len(data.images)} image embeddings on their first two principal "
+            "components, each point drawn in the colour of the shape it shows.")
 
 # %%
-embedding_map(data_embeds, [label.shape for label in data.labels],
-              title=f"image embeddings coloured by shape ({clip.name})");
+show_figure(embedding_map(data_embeds, [label.shape for label in data.labels],
+                          title=f"image embeddings coloured by shape ({clip.name})"),
+            f"The same scatter plot of {len(data.images)} image embeddings, now coloured by "
+            "the shape each image shows.")
 
 # %% [markdown]
 # In the shipped pocket model the first two components mostly separate **colours**; shapes mix
@@ -218,8 +225,11 @@ embedding_map(data_embeds, [label.shape for label in data.labels],
 both = torch.cat([image_embeds, text_embeds])
 names = [label.classname for label in labels] * 2
 pair_palette = {label.classname: palette[label.color] for label in labels}  # true colours again
-embedding_map(both, names, groups=["image"] * len(images) + ["text"] * len(captions),
-              palette=pair_palette, title=f"images and captions together ({clip.name})");
+show_figure(embedding_map(both, names, groups=["image"] * len(images) + ["text"] * len(captions),
+                          palette=pair_palette, title=f"images and captions together ({clip.name})"),
+            f"Scatter plot: {len(images)} image embeddings (circles) and their {len(captions)} "
+            "caption embeddings (triangles) on their first two principal components, each pair "
+            "in its shape's colour.")
 
 # %% [markdown]
 # ## 5. Why normalise? Dot products mislead
@@ -380,7 +390,7 @@ for temperature in (0.01, 0.07, 1.0):
 x, y = readings[clip.name]
 scores = x @ y.T
 same_class = torch.tensor([[a.classname == b.classname for b in data.labels] for a in data.labels])
-fig, (ax_h, ax_p) = plt.subplots(1, 2, figsize=(10, 3.4))
+fig, (ax_h, ax_p) = plt.subplots(1, 2, figsize=(8.6, 3.6))
 ax_h.hist(scores[~same_class].numpy(), bins=50, alpha=0.6, density=True, label="other captions")
 ax_h.hist(scores[same_class].numpy(), bins=50, alpha=0.6, density=True, label="captions of its class")
 ax_h.set(xlabel="cosine(image, caption)", ylabel="density", title=f"{clip.name}: cosines")
@@ -393,7 +403,10 @@ ax_p.set(xlabel="rank among the 48 captions", ylabel="probability", yscale="log"
          title=f"image 0 ({data.labels[0].classname}): scores to probabilities")
 ax_p.legend()
 fig.tight_layout()
-plt.show()
+show_figure(fig, "Left: histograms of the cosine between each image and the captions of its "
+            "own class and of other classes. Right: image 0's probabilities over the 48 captions, "
+            f"sorted, after a softmax of the raw cosines and of {clip.logit_scale:.1f} x cosine "
+            "(log scale).")
 print(f"image 0: best cosine {row.max():.2f}, 48-way softmax of the raw cosines gives it "
       f"{row.softmax(dim=0).max():.1%}, of {clip.logit_scale:.1f} x cosine {(clip.logit_scale * row).softmax(dim=0).max():.1%}")
 
@@ -424,7 +437,11 @@ fig, ax = plt.subplots(figsize=(5.5, 3.4))
 ax.plot(lambdas, shifted_acc, "o-", label="zero-shot accuracy (48 classes)")
 ax.plot(lambdas, shifted_gap, "s--", label="modality gap")
 ax.set(xlabel="lambda (shift along the gap vector)", title="shifting the modalities together")
-ax.legend();
+ax.legend()
+show_figure(fig, "Line chart: 48-way zero-shot accuracy and the modality gap as every embedding "
+            f"is shifted along the gap vector, lambda from 0 to 0.5: the gap goes from "
+            f"{shifted_gap[0]:.2f} to {shifted_gap[-1]:.2f}, the accuracy from "
+            f"{shifted_acc[0]:.1%} to {shifted_acc[-1]:.1%}.")
 print(f"accuracy {shifted_acc[0]:.1%} as trained, {shifted_acc[-1]:.1%} with the centres moved "
       f"together (gap {shifted_gap[0]:.2f} -> {shifted_gap[-1]:.2f})")
 

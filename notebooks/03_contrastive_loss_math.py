@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 
 import course
+from course.display import show_figure
 from course.exercises import nb03 as ex
 from course.losses import clip_loss_loop, one_directional_clip_loss, siglip_loss
-from course.plots import loss_curve, similarity_heatmap
+from course.plots import loss_curve, row_maxima_on_diagonal, similarity_heatmap
 
 torch.set_printoptions(precision=4, sci_mode=False)
 clip = course.load_clip("auto")
@@ -61,8 +62,10 @@ text_embeds = F.normalize(image_embeds + 0.6 * torch.randn(4, 8), dim=-1)
 temperature = 0.07
 
 logits = image_embeds @ text_embeds.T / temperature
-similarity_heatmap(logits, texts=[f"text {j}" for j in range(4)],
-                   title="logits S = x·y / τ  (rows: images 0-3)");
+show_figure(similarity_heatmap(logits, texts=[f"text {j}" for j in range(4)],
+                               title="logits S = x·y / τ  (rows: images 0-3)"),
+            f"Heatmap of the 4 x 4 logits S between images 0-3 (rows) and texts 0-3 (columns), "
+            f"from {logits.min():.1f} to {logits.max():.1f}; {row_maxima_on_diagonal(logits)}.")
 
 # %% [markdown]
 # ## 2. Deriving InfoNCE
@@ -146,8 +149,11 @@ print(f"{float(loss_fn(image_embeds, text_embeds, temperature)):.4f}")
 # %%
 hub_images, hub_texts = ex.hub_batch()
 hub_cosines = F.normalize(hub_images, dim=-1) @ F.normalize(hub_texts, dim=-1).T
-similarity_heatmap(hub_cosines, texts=[f"text {j}" for j in range(4)],
-                   title="a hub: image 0 is close to every text");
+show_figure(similarity_heatmap(hub_cosines, texts=[f"text {j}" for j in range(4)],
+                               title="a hub: image 0 is close to every text"),
+            "Heatmap of the 4 x 4 cosines of a batch with a hub: row 0 (image 0) is high in every "
+            f"column; {row_maxima_on_diagonal(hub_cosines)}, and "
+            f"{int((hub_cosines.argmax(dim=0)[1:] == 0).sum())} of texts 1-3 are closest to image 0.")
 
 # %% tags=["nbval-check-output"]
 right = torch.arange(4)
@@ -221,17 +227,22 @@ def softmax_bars(temperature, ax=None):
     probs = (row / temperature).softmax(dim=0)
     ax.bar(range(len(row)), probs, color=["#dd8452"] + ["#4c72b0"] * (len(row) - 1))
     ax.set_xticks(range(len(row)))
-    ax.set_xticklabels(names, rotation=40, ha="right", fontsize=8)
+    ax.set_xticklabels(names, rotation=40, ha="right", fontsize=9)
     ax.set_ylim(0, 1)
     ax.set_title(f"τ = {temperature:g}")
     return ax
 
 
-fig, axes = plt.subplots(1, 4, figsize=(13, 3), sharey=True)
-for ax, t in zip(axes, [1.0, 0.1, 0.07, 0.01]):
+shown = [1.0, 0.1, 0.07, 0.01]
+fig, axes = plt.subplots(2, 2, figsize=(8, 6), sharey=True)
+for ax, t in zip(axes.flat, shown):
     softmax_bars(t, ax)
-axes[0].set_ylabel("probability")
+for ax in axes[:, 0]:
+    ax.set_ylabel("probability")
 fig.tight_layout()
+tops = ", ".join(f"{(row / t).softmax(dim=0)[0]:.0%} at τ = {t:g}" for t in shown)
+show_figure(fig, "Four bar charts of softmax(cosines / τ) over five captions, the best one "
+            f"('{names[0]}') in orange; its probability is {tops}.")
 
 # %% [markdown]
 # Move the slider yourself (it needs a running kernel):
@@ -316,8 +327,12 @@ formula = ((S.softmax(dim=1) - eye) + (S.softmax(dim=0) - eye)).detach() / (2 * 
 print(torch.allclose(S.grad, formula, atol=1e-6))
 
 # %%
-similarity_heatmap(-S.grad, texts=[f"text {j}" for j in range(4)],
-                   title="-∂L/∂S: where descent moves each logit (up on the diagonal)");
+show_figure(similarity_heatmap(-S.grad, texts=[f"text {j}" for j in range(4)],
+                               title="-∂L/∂S: where descent moves each logit (up on the diagonal)"),
+            "Heatmap of minus the loss's gradient with respect to the 4 x 4 logits: "
+            f"{int((torch.diagonal(-S.grad) > 0).sum())} of 4 diagonal entries are positive "
+            f"(pushed up), {int((-S.grad[eye == 0] < 0).sum())} of 12 off-diagonal ones "
+            "negative (pushed down).")
 
 # %% [markdown]
 # Through $S_{ij} = x_i \cdot y_j / \tau$, the image embedding receives
@@ -357,7 +372,12 @@ print(f"{config.steps} steps of {config.batch_size} pairs in {result.seconds:.0f
 # %%
 fig = loss_curve(result.losses, smooth=10, title="training loss of a pocket CLIP, from scratch")
 fig.axes[0].axhline(math.log(config.batch_size), color="gray", ls="--", lw=1)
-fig.axes[0].text(0, math.log(config.batch_size) + 0.05, "log N: guessing", color="gray", fontsize=8);
+# at the right end, above the line: the curve starts on it and is far below it by then
+fig.axes[0].text(config.steps - 1, math.log(config.batch_size) + 0.05, "log N: guessing",
+                 color="gray", fontsize=9, ha="right", va="bottom")
+show_figure(fig, f"Line chart of the training loss over {config.steps} steps: from "
+            f"{result.losses[0]:.2f} at step 1 to a mean of {np.mean(result.losses[-10:]):.2f} over "
+            f"the last 10, with a dashed line at log N = {math.log(config.batch_size):.2f} (guessing).")
 
 # %% [markdown]
 # The loss starts near $\log N$ (a guessing model, exercise 2) and falls as the model learns to
@@ -465,15 +485,21 @@ for step in watch:
     live.model.load_state_dict(snapshots[step])
     sims[step] = course.encode_images(live, images) @ course.encode_texts(live, captions).T
 low, high = min(float(s.min()) for s in sims.values()), max(float(s.max()) for s in sims.values())
-fig, axes = plt.subplots(1, len(watch), figsize=(15, 3.9), layout="constrained")
+fig, axes = plt.subplots(1, len(watch), figsize=(8.6, 3.6), layout="constrained")
 for ax, (step, sim) in zip(axes, sims.items()):
     shown = ax.imshow(sim, cmap="viridis", vmin=low, vmax=high)
-    ax.set_title(f"after step {step + 1}\n{(sim.argmax(dim=1) == torch.arange(8)).sum()}/8 on the diagonal")
+    ax.set_title(f"after step {step + 1}\n{(sim.argmax(dim=1) == torch.arange(8)).sum()}/8 on the diagonal",
+                 fontsize=10)
     ax.set_xticks(range(8))
-    ax.set_xticklabels(captions, rotation=60, ha="right", fontsize=7)
+    # "red circle" for "a large red circle in the center": the captions differ only there
+    ax.set_xticklabels([f"{c} {s}" for c, s in pairs], rotation=60, ha="right", fontsize=9)
     ax.set_yticks([])
 axes[0].set_ylabel("images (same order)")
-fig.colorbar(shown, ax=list(axes), shrink=0.8, label="cosine similarity");
+fig.colorbar(shown, ax=list(axes), shrink=0.8, label="cosine similarity")
+on_diagonal = ", ".join(f"{(sim.argmax(dim=1) == torch.arange(8)).sum()}/8 after step {step + 1}"
+                        for step, sim in sims.items())
+show_figure(fig, "Four heatmaps of the cosines between 8 images and their captions during "
+            f"training, on one colour scale; rows whose maximum is on the diagonal: {on_diagonal}.")
 
 # %% [markdown]
 # Early on every image looks alike to the model: one flat colour, all cosines nearly equal. As

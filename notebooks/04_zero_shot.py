@@ -37,9 +37,10 @@ from sklearn.linear_model import LogisticRegression
 import course
 from course import metrics
 from course.data import samples, shapes
+from course.display import show_figure
 from course.exercises import nb04 as ex
-from course.plots import similarity_heatmap
-from course.widgets import ZeroShotPlayground, probability_figure
+from course.plots import row_maxima_on_diagonal, similarity_heatmap
+from course.widgets import ZeroShotPlayground, describe_probabilities, probability_figure
 
 clip = course.load_clip("auto")
 clip
@@ -113,7 +114,9 @@ print(f"top-1 accuracy: {metrics.accuracy(predicted, truth)} (guessing: {1 / len
 
 # %%
 top = classifier.topk(image_embeds[:1], k=5)
-probability_figure(top.classnames[0], top.probs[0], test.images[0], title=f"true class: {truth[0]}")
+show_figure(probability_figure(top.classnames[0], top.probs[0], test.images[0], title=f"true class: {truth[0]}"),
+            f"Test image 0, a {truth[0]}, beside a "
+            + describe_probabilities(top.classnames[0], top.probs[0]) + ".")
 
 # %% [markdown]
 # ## 2. Any labels you like
@@ -126,7 +129,9 @@ few = test.images[:6]
 for labels in (["a red shape", "a blue shape", "a green shape", "a yellow shape"],
                ["a circle", "a square", "a triangle", "a star", "a hexagon", "a cross"]):
     probs_few = course.ZeroShotClassifier(clip, labels).predict_proba(few)
-    similarity_heatmap(probs_few, few, labels, title=f"custom labels ({clip.name})")
+    show_figure(similarity_heatmap(probs_few, few, labels, title=f"custom labels ({clip.name})"),
+                f"Heatmap of {clip.name}'s probabilities for {len(few)} images (rows) over the "
+                f"labels {', '.join(labels)} (columns).")
 
 # %% [markdown]
 # (Only some of these images are red, blue, green or yellow: a softmax must still spread all of
@@ -351,13 +356,16 @@ photos, records = samples.load_samples(photo_names)
 photo_labels = ["a cat", "an astronaut", "a cup of coffee", "a rocket", "a horse",
                 "a retina", "coins", "a flower"]
 photo_probs = course.ZeroShotClassifier(clip, photo_labels).predict_proba(photos)
-similarity_heatmap(photo_probs, photos, photo_labels, title=f"real photos ({clip.name})");
+show_figure(similarity_heatmap(photo_probs, photos, photo_labels, title=f"real photos ({clip.name})"),
+            f"Heatmap of {clip.name}'s probabilities for {len(photos)} photos (rows) over their "
+            f"{len(photo_labels)} labels (columns); {row_maxima_on_diagonal(photo_probs)}.")
 hits = (photo_probs.argmax(dim=1) == torch.arange(len(photos))).sum()
 print(f"{clip.name}: {hits} of {len(photos)} photos matched to their own label")
 if clip.name == "pocket":
-    print("This is pocket: it has only ever seen drawn coloured shapes, and words like 'cat' "
-          "are byte fragments it never learned a meaning for. Any match in this heatmap is chance. "
-          "The real openai/clip-vit-base-patch32 (course.load_clip on a machine that has it "
+    # short lines: a long printed line wraps wherever the output area ends, mid-word too
+    print("This is pocket: it has only ever seen drawn coloured shapes, and words like 'cat'\n"
+          "are byte fragments it never learned a meaning for. Any match in this heatmap is chance.\n"
+          "The real openai/clip-vit-base-patch32 (course.load_clip on a machine that has it\n"
           "cached) gets nearly all of them: zero-shot needs the concepts in pre-training.")
 
 # %% [markdown]
@@ -381,7 +389,8 @@ labels = ["a red circle", "a blue square", "a cat", "a rocket"]
 static = course.ZeroShotClassifier(clip, labels, "{}").predict_proba(test.images[:1])[0]
 print(f"a {truth[0]} with the playground's labels:",
       ", ".join(f"{label} {p:.1%}" for label, p in zip(labels, static.tolist())))
-probability_figure(labels, static, test.images[0], title=f"shape: {truth[0]} ({clip.name})")
+show_figure(probability_figure(labels, static, test.images[0], title=f"shape: {truth[0]} ({clip.name})"),
+            f"Test image 0, a {truth[0]}, beside a {describe_probabilities(labels, static)}.")
 
 # %% [markdown]
 # None of the playground's starting labels describes this image, and the softmax still hands
@@ -395,7 +404,8 @@ right = shapes.with_articles(f"a {truth[0]}")
 labels_with_right = [right, *labels]
 static = course.ZeroShotClassifier(clip, labels_with_right, "{}").predict_proba(test.images[:1])[0]
 print(", ".join(f"{label} {p:.1%}" for label, p in zip(labels_with_right, static.tolist())))
-probability_figure(labels_with_right, static, test.images[0], title=f"shape: {truth[0]} ({clip.name})")
+show_figure(probability_figure(labels_with_right, static, test.images[0], title=f"shape: {truth[0]} ({clip.name})"),
+            f"Test image 0, a {truth[0]}, beside a {describe_probabilities(labels_with_right, static)}.")
 
 # %% [markdown]
 # ## 9. Independent probabilities: several labels can be true
@@ -448,7 +458,11 @@ ax.bar(xs - 0.2, softmax_probs[i], 0.4, label="softmax over the 14 labels")
 ax.bar(xs + 0.2, sigmoid_probs[i], 0.4, label="independent sigmoid per label")
 ax.set_xticks(xs, attributes, rotation=45, ha="right")
 ax.set(ylabel="probability", title=f"image 0, a {truth[0]}: is it ...?")
-ax.legend();
+ax.legend()
+show_figure(fig, f"Paired bar chart for test image 0 over the {len(attributes)} attribute labels: "
+            "a softmax over all of them beside an independent sigmoid per label; sigmoids above "
+            "0.5: " + (", ".join(a for a, p in zip(attributes, sigmoid_probs[i]) if p > 0.5) or "none")
+            + ".")
 
 # %% [markdown]
 # The softmax splits its mass between the image's colour and its shape (and whatever else
@@ -509,7 +523,10 @@ for name, logits in (("as trained", test_logits), (f"T = {temperature:.2f} (fitt
     print(f"{name}: ECE {ece:.3f}, test accuracy {metrics.top_k_accuracy(logits, test_targets)}")
 ax.set(xlabel="confidence (softmax of the predicted class)", ylabel="accuracy in the bin",
        title="reliability diagram, 48-way zero-shot", xlim=(0, 1.02), ylim=(0, 1.02))
-ax.legend(fontsize=8);
+ax.legend(fontsize=9)
+show_figure(fig, "Reliability diagram: accuracy against mean confidence per confidence bin for "
+            f"the zero-shot probabilities as trained and after temperature scaling (T = "
+            f"{temperature:.2f}), beside the diagonal of perfect calibration.")
 
 # %% [markdown]
 # Dividing by one positive $T$ never changes which class is the largest, so accuracy is the

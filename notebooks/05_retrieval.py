@@ -40,8 +40,9 @@ import torch.nn.functional as F
 
 import course
 from course.data import shapes
+from course.display import show_figure
 from course.exercises import nb05 as ex
-from course.plots import retrieval_gallery, similarity_heatmap
+from course.plots import describe_gallery, retrieval_gallery, similarity_heatmap
 from course.retrieval import ApproximateIndex
 from course.widgets import SearchBox
 
@@ -90,8 +91,9 @@ print(f"built both indexes in {time.perf_counter() - start:.1f} s:", image_index
 # %%
 query = "a large green star"
 hits = image_index.search_text(clip, query, k=5)
-retrieval_gallery(query, [data.images[i] for i in hits.indices[0]], hits.scores[0],
-                  captions=hits.items[0], title=f"text → image ({clip.name})");
+show_figure(retrieval_gallery(query, [data.images[i] for i in hits.indices[0]], hits.scores[0],
+                              captions=hits.items[0], title=f"text → image ({clip.name})"),
+            describe_gallery(query, hits.scores[0], hits.items[0]))
 
 # %% [markdown]
 # Image→text: an image as the query, the caption index as the collection.
@@ -295,9 +297,9 @@ print({k: f"{v:.1%}" for k, v in course.recall_at_k(sim_t2i, same_pair, ks=(1, 5
 # %%
 for query in ["a yellow triangle", "a large purple hexagon in the top right", "the cross is pink"]:
     hits = image_index.search_text(clip, query, k=6)
-    retrieval_gallery(query, [data.images[i] for i in hits.indices[0]], hits.scores[0],
-                      captions=hits.items[0])
-plt.show()
+    show_figure(retrieval_gallery(query, [data.images[i] for i in hits.indices[0]], hits.scores[0],
+                                  captions=hits.items[0]),
+                describe_gallery(query, hits.scores[0], hits.items[0]))
 
 # %% [markdown]
 # ## 5. Failure analysis: queries that fail, and why
@@ -333,7 +335,10 @@ text_sims = course.encode_texts(clip, texts)
 fig = similarity_heatmap(text_sims @ text_sims.T, texts=texts, vmin=-1, vmax=1,
                          title=f"text vs text cosine ({clip.name})")
 fig.axes[0].set_yticks(range(len(texts)), texts)
-fig.axes[0].set_ylabel("texts");
+fig.axes[0].set_ylabel("texts")
+pair = (text_sims @ text_sims.T)[3, 4]
+show_figure(fig, f"Heatmap of the cosines between {len(texts)} texts on a scale from -1 to 1; "
+            f"'{texts[3]}' and '{texts[4]}' have cosine {pair:.2f}.")
 
 # %% [markdown]
 # To pocket, "a red square and a green circle" and "a green square and a red circle" are almost the
@@ -367,8 +372,10 @@ ex.q3.check(failing_query)
 # Set `failure_reason` to the letter of the best explanation:
 
 # %% tags=["nbval-check-output"]
-for letter, reason in ex.REASONS.items():
-    print(f"{letter}. {reason}")
+import textwrap
+
+for letter, reason in ex.REASONS.items():  # wrapped: a long line would break mid-word
+    print(textwrap.fill(f"{letter}. {reason}", 100, subsequent_indent="   "))
 
 # %% course={"exercise": "nb05.q4", "role": "stub"}
 failure_reason = None  # replace None with your answer
@@ -440,7 +447,7 @@ bench_1m = {"1 query ms": 199, "100 queries ms": 2081, "index MB": 1953}  # the 
 slope = (latency_ms[-1] - latency_ms[-2]) / (sizes[-1] - sizes[-2])
 extrapolated = {"1 query ms": latency_ms[-1] + slope * (million - sizes[-1]),
                 "index MB": million * dim * 4 / 2**20}
-fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 3.6))
+fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(8.6, 3.8))
 for ax, values, key, label in [(ax_t, latency_ms, "1 query ms", "ms per query (one query)"),
                                (ax_m, memory_mb, "index MB", "index memory, MB (float32)")]:
     ax.loglog(sizes, values, "o-", label="measured here")
@@ -450,11 +457,14 @@ for ax, values, key, label in [(ax_t, latency_ms, "1 query ms", "ms per query (o
     ax.set_xlabel("vectors in the index (N)")
     ax.set_ylabel(label)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", fontsize=9)
 ax_t.set_title("exact search time grows with N")
 ax_m.set_title("memory grows with N")
 fig.tight_layout()
-plt.show()
+show_figure(fig, f"Two log-log charts against the index size N, {sizes[0]:,} to {sizes[-1]:,} "
+            "measured here: milliseconds per query and index memory in MB, each with a "
+            "straight-line extrapolation to 1,000,000 vectors and the course benchmark's point "
+            f"there ({bench_1m['1 query ms']} ms, {bench_1m['index MB']:,} MB).")
 print(f"1M vectors: {bench_1m['1 query ms']} ms per query recorded by the bench "
       f"({extrapolated['1 query ms']:.0f} ms extrapolated from here), "
       f"{bench_1m['index MB']:,} MB of float32 ({million * dim * 4 / 2**30:.1f} GiB)")
@@ -527,12 +537,16 @@ faiss.omp_set_num_threads(faiss_threads)
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
 ax.plot([r[2] for r in sweep], [r[1] for r in sweep], "o-")
 for nprobe, recall, speedup in sweep:
-    ax.annotate(f"{nprobe}", (speedup, recall), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    ax.annotate(f"{nprobe}", (speedup, recall), textcoords="offset points", xytext=(4, -10), fontsize=9)
 ax.axhline(0.95, ls=":", color="grey", label="recall@10 = 0.95")
 ax.set(xscale="log", xlabel="speed-up over exact search (same run, one thread)",
        ylabel="recall@10 against exact search",
        title=f"IVF, {ann.nlist} cells: the nprobe dial (labels)")
-ax.legend(loc="lower left");
+ax.legend(loc="lower left")
+show_figure(fig, "Line chart of recall@10 against speed-up over exact search for nprobe "
+            f"{', '.join(str(r[0]) for r in sweep)}: recall from {sweep[0][1]:.3f} to "
+            f"{sweep[-1][1]:.3f}, speed-up from {sweep[0][2]:.1f}x to {sweep[-1][2]:.1f}x; a "
+            "dotted line marks recall 0.95.")
 
 # %% [markdown]
 # Read the curve from right to left: one cell per query is the fastest and misses many true
@@ -630,8 +644,9 @@ SearchBox(clip, image_index, data.images, query="a blue square", k=5)
 
 # %%
 hits = image_index.search_text(clip, "a blue square", k=5)
-retrieval_gallery("a blue square", [data.images[i] for i in hits.indices[0]], hits.scores[0],
-                  captions=hits.items[0], title=f"search box, drawn statically ({clip.name})");
+show_figure(retrieval_gallery("a blue square", [data.images[i] for i in hits.indices[0]], hits.scores[0],
+                              captions=hits.items[0], title=f"search box, drawn statically ({clip.name})"),
+            describe_gallery("a blue square", hits.scores[0], hits.items[0]))
 
 # %% [markdown]
 # ## Summary

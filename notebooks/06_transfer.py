@@ -40,8 +40,9 @@ import course
 from course import metrics
 from course.adaptation import shape_task, shape_templates
 from course.data import shapes
+from course.display import show_figure
 from course.exercises import nb06 as ex
-from course.plots import loss_curve, similarity_heatmap
+from course.plots import loss_curve, row_maxima_on_diagonal, similarity_heatmap
 from course.transfer import LinearProbe, few_shot_split, finetune_contrastive
 
 clip = course.load_clip("auto")
@@ -218,8 +219,14 @@ ax.set_xticks(ks, [str(k) for k in ks])
 ax.set_xlabel("labelled images per class (k)")
 ax.set_ylabel("test accuracy")
 ax.set_title(f"few-shot probe vs zero-shot ({clip.name})")
+# room above the highest point and line: near 100% they would sit on the frame
+ax.set_ylim(top=max(1.0, zero_shot_acc.high, max(c + e for c, e in zip(curve, curve_std))) + 0.02)
 ax.legend()
-ax.grid(alpha=0.3);
+ax.grid(alpha=0.3)
+show_figure(fig, f"Line chart of linear-probe test accuracy against labelled images per class, "
+            f"k = {ks[0]} to {ks[-1]} (mean ± std over 5 splits): {curve[0]:.1%} at k = {ks[0]}, "
+            f"{curve[-1]:.1%} at k = {ks[-1]}; a dashed line and band mark zero-shot, "
+            f"{zero_shot_acc.value:.1%} ({zero_shot_acc.low:.1%}-{zero_shot_acc.high:.1%}).")
 
 # %% [markdown]
 # Read the curve against the text. On pocket's own training domain the text side is very good
@@ -303,7 +310,10 @@ result = finetune_contrastive(clip, sketch_train.images, texts, steps=40, batch_
                               augment=False, progress=False)
 tuned = result.clip
 print(f"{result.steps} steps in {time.perf_counter() - start:.0f} s")
-loss_curve(result.losses, smooth=5, title="contrastive fine-tuning on sketches");
+show_figure(loss_curve(result.losses, smooth=5, title="contrastive fine-tuning on sketches"),
+            f"Line chart of the contrastive loss over {result.steps} fine-tuning steps, each step "
+            f"and a running mean of 5: {result.losses[0]:.2f} at the first step, "
+            f"{result.losses[-1]:.2f} at the last.")
 
 # %% tags=["nbval-check-output"]
 changed = sum(not torch.equal(before[name], p) for name, p in tuned.model.named_parameters())
@@ -342,9 +352,11 @@ print(f"after fine-tuning:  {metrics.accuracy(tuned_zero_shot.predict(test_after
 pick = [int(np.flatnonzero(test_labels == c)[0]) for c in classes]
 for model_embeds, zs, when in [(test_before, zero_shot, "before"),
                                (test_after, tuned_zero_shot, "after")]:
-    similarity_heatmap(model_embeds[pick] @ zs.class_embeds.T,
-                       [sketch_test.images[i] for i in pick], classes,
-                       title=f"{when} fine-tuning ({clip.name})");
+    sims = model_embeds[pick] @ zs.class_embeds.T
+    show_figure(similarity_heatmap(sims, [sketch_test.images[i] for i in pick], classes,
+                                   title=f"{when} fine-tuning ({clip.name})"),
+                f"Heatmap {when} fine-tuning: cosines between one held-out sketch per shape "
+                f"(rows) and the six shape prompts (columns); {row_maxima_on_diagonal(sims)}.")
 
 # %% [markdown]
 # What fine-tuning can cost: the weights moved towards 96 sketches, and nothing kept them good
@@ -401,7 +413,11 @@ train_loss, val_loss = ex.synthetic_loss_curves(611, 100, 30)
 stop = ex.q3.use(best_stopping_step)(train_loss, val_loss)
 fig = loss_curve({"train": train_loss, "validation": val_loss},
                  title="an overfitting run (made-up curves, not measured)")
-fig.axes[0].axvline(stop, color="k", ls=":")
+fig.axes[0].axvline(stop, color="k", ls=":", label=f"stop (step {stop})")
+fig.axes[0].legend()
+show_figure(fig, f"Line chart of made-up train and validation losses over {len(train_loss)} steps, "
+            f"a dotted line at the chosen stop, step {stop}: validation loss {val_loss[stop]:.3f} "
+            f"there, {val_loss[-1]:.3f} at the end.")
 print(f"stop at step {stop}; validation loss there {val_loss[stop]:.3f}, at the end "
       f"{val_loss[-1]:.3f}")
 
@@ -426,7 +442,7 @@ import course.pocket
 
 stored = Path(course.pocket.__file__).parent / "pocket_lm_bench.json"
 curve = json.loads(stored.read_text())["curve"]
-fig, ax = plt.subplots(figsize=(6, 3.6))
+fig, ax = plt.subplots(figsize=(7, 3.4))
 for arm, label, colour in (("lm", "frozen pre-trained language model", "tab:blue"),
                            ("scratch", "text tower from scratch", "tab:orange")):
     for kind, style in (("course", "-"), ("paraphrase", "--")):
@@ -439,8 +455,14 @@ for arm, label, colour in (("lm", "frozen pre-trained language model", "tab:blue
             f"{n} pairs {p['value']:.1%}" for n, p in zip(curve["pairs"], points)))
 ax.axhline(1 / 48, color="grey", lw=0.8, ls=":", label="chance")
 ax.set(xscale="log", xlabel="training pairs", ylabel="48-way zero-shot top-1", ylim=(0, 1.02))
-ax.legend(fontsize=7)
-plt.show()
+ax.set_xticks(curve["pairs"], [f"{n:,}" for n in curve["pairs"]])
+ax.minorticks_off()  # the log axis's minor labels (3x10^2, 4x10^2, ...) ran into each other
+# below the axes: inside, the legend covered points
+ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+show_figure(fig, "Line chart with 95% intervals of 48-way zero-shot accuracy against training "
+            f"pairs ({curve['pairs'][0]} to {curve['pairs'][-1]}, log scale) for a frozen "
+            "pre-trained language model and a text tower trained from scratch, each on the "
+            "course's words and on paraphrases; a dotted line marks chance (stored benchmark).")
 
 # %% [markdown]
 # Read the printed lines and the plot from left to right. Two questions: with few pairs, which

@@ -47,8 +47,14 @@ from course.adaptation import (
     wise_ft_sweep,
 )
 from course.data import samples, shapes
+from course.display import show_figure
 from course.exercises import nb07 as ex
-from course.plots import confusion_matrix_plot, loss_curve, similarity_heatmap
+from course.plots import (
+    confusion_matrix_plot,
+    loss_curve,
+    row_maxima_on_diagonal,
+    similarity_heatmap,
+)
 from course.prompt_learning import CoOp
 from course.transfer import LinearProbe, few_shot_split, finetune_contrastive
 from course.widgets import WiseFTExplorer
@@ -70,14 +76,18 @@ medical, records = samples.load_samples(medical_names)
 medical_labels = ["a fundus photo", "blood vessels", "stained tissue", "a cell", "a CT scan",
                   "an MRI scan"]
 medical_probs = course.ZeroShotClassifier(clip, medical_labels).predict_proba(medical)
-similarity_heatmap(medical_probs, medical, medical_labels, title=f"medical images ({clip.name})");
+show_figure(similarity_heatmap(medical_probs, medical, medical_labels, title=f"medical images ({clip.name})"),
+            f"Heatmap of {clip.name}'s zero-shot probabilities for {len(medical)} medical images "
+            f"(rows) over their {len(medical_labels)} descriptions (columns); "
+            f"{row_maxima_on_diagonal(medical_probs)}.")
 hits = int((medical_probs.argmax(dim=1).numpy() == np.arange(len(medical))).sum())
 print(f"{clip.name}: {hits} of {len(medical)} images matched to their own description")
 if clip.name == "pocket":
-    print("This is pocket, which has only seen drawn shapes: any match here is chance. With the "
-          "real openai/clip-vit-base-patch32 cached, run this cell again and count its matches. "
-          "Whatever it gets, it answers only 'what kind of picture is this?'. Nothing in its "
-          "training asked it to tell a healthy retina from a diseased one, the question a "
+    # short lines: a long printed line wraps wherever the output area ends, mid-word too
+    print("This is pocket, which has only seen drawn shapes: any match here is chance. With the\n"
+          "real openai/clip-vit-base-patch32 cached, run this cell again and count its matches.\n"
+          "Whatever it gets, it answers only 'what kind of picture is this?'. Nothing in its\n"
+          "training asked it to tell a healthy retina from a diseased one, the question a\n"
           "clinic asks.")
 
 # %% [markdown]
@@ -110,6 +120,8 @@ for col in range(6):
 axes[0, 0].text(-8, 32, "clean", rotation=90, va="center", ha="right")
 axes[1, 0].text(-8, 32, "scan", rotation=90, va="center", ha="right")
 fig.tight_layout()
+show_figure(fig, "Two rows of six images: the same shapes drawn clean (top) and as scans "
+            f"(bottom), titled with their shape: {', '.join(truth[:6])}.")
 
 # %% [markdown]
 # The real fundus photo above has the same black frame around a round field of view. The task
@@ -145,7 +157,10 @@ ex.q1.check(domain_gap)
 # %%
 gap = ex.q1.use(domain_gap)(clean_pred, truth, scan_pred, truth)
 print(f"the domain gap: {gap:.1%} (that many points lost on scan)")
-confusion_matrix_plot(truth, scan_pred, shapes.SHAPES, title="zero-shot on scan");
+show_figure(confusion_matrix_plot(truth, scan_pred, shapes.SHAPES, title="zero-shot on scan"),
+            "Confusion matrix of zero-shot shape predictions on the 300 scans, rows the true "
+            f"shape, columns the predicted one (shares of each row); accuracy "
+            f"{metrics.accuracy(scan_pred, truth)}.")
 predicted = Counter(scan_pred)
 print("predicted on the 300 scans:", ", ".join(f"{shape} {predicted[shape]}" for shape in shapes.SHAPES))
 print("recall per shape:", ", ".join(f"{shape} {recall:.0%}" for shape, recall in
@@ -357,8 +372,11 @@ record("CoOp", [evaluate(coop.predict) for coop in coops])
 # (fine-tuning and WiSE-FT, measured below, join at the end)
 ladder = ["zero-shot, one template", "zero-shot", "CoOp", "Tip-Adapter", "linear probe"]
 results = {name: results[name] for name in ladder + [n for n in results if n not in ladder]}
-loss_curve({f"split {i}": coop.losses for i, coop in enumerate(coops)},
-           title="CoOp: cross-entropy on the 96 labelled scans", xlabel="step (batch of 32)");
+show_figure(loss_curve({f"split {i}": coop.losses for i, coop in enumerate(coops)},
+                       title="CoOp: cross-entropy on the 96 labelled scans", xlabel="step (batch of 32)"),
+            f"Line chart of CoOp's cross-entropy per step for {len(coops)} splits: from about "
+            f"{np.mean([c.losses[0] for c in coops]):.2f} at the first step to "
+            f"{min(c.losses[-1] for c in coops):.2f}-{max(c.losses[-1] for c in coops):.2f} at the last.")
 
 # %% [markdown]
 # The learned prompt helps on scans without touching clean images much: the image tower did not
@@ -388,7 +406,10 @@ result = finetune_contrastive(pocket, train_images, train_texts, labels=list(poo
                               steps=150, batch_size=32, lr=2e-4, augment=True, seed=0)
 print(f"{result.steps} steps in {time.perf_counter() - start:.0f} s")
 tuned = result.clip
-loss_curve(result.losses, smooth=10, title="fine-tuning on 96 scans");
+show_figure(loss_curve(result.losses, smooth=10, title="fine-tuning on 96 scans"),
+            f"Line chart of the fine-tuning loss over {result.steps} steps, each step and a running "
+            f"mean of 10: {result.losses[0]:.2f} at the first step, a mean of "
+            f"{np.mean(result.losses[-10:]):.2f} over the last 10.")
 
 # %%
 tuned_zero_shot = course.ZeroShotClassifier(tuned, shapes.SHAPES, templates=templates)
@@ -480,7 +501,11 @@ ax.set_xlabel("WiSE-FT alpha (0 = zero-shot, 1 = fine-tuned)")
 ax.set_ylabel("test accuracy (95% interval shaded)")
 ax.set_title("forgetting versus adapting (pocket, split 0)")
 ax.legend()
-ax.grid(alpha=0.3);
+ax.grid(alpha=0.3)
+show_figure(fig, "Line chart of test accuracy on clean and scan images against the WiSE-FT mixing "
+            f"weight alpha from 0 to 1, with 95% bands: clean {sweep[0]['clean']:.1%} at 0 and "
+            f"{sweep[-1]['clean']:.1%} at 1, scan {sweep[0]['scan']:.1%} at 0 and "
+            f"{sweep[-1]['scan']:.1%} at 1; a dotted line marks 90% on clean.")
 
 # %% [markdown]
 # Slide $\alpha$ yourself: each position mixes the weights anew and shows both test sets'
@@ -495,7 +520,11 @@ explorer.run()
 explorer
 
 # %%
-explorer.figure(0.7, explorer.evaluate(0.7))
+at_07 = explorer.evaluate(0.7)
+show_figure(explorer.figure(0.7, at_07),
+            "Six example images per domain at alpha 0.7, each titled with its prediction, a tick "
+            "if right and a cross if wrong; accuracy "
+            + ", ".join(f"{domain} {accuracy:.0%}" for domain, (accuracy, _) in at_07.items()) + ".")
 
 # %% [markdown]
 # ### Exercise 3: pick alpha
@@ -558,7 +587,9 @@ ax.set_xticks(x, list(results), rotation=20, ha="right")
 ax.set_ylabel("test accuracy (%)")
 ax.set_ylim(0, 118)
 ax.legend(loc="upper center", ncol=2)
-ax.set_title("16 labelled scans per class (bars: range over 5 splits, or 95% interval)");
+ax.set_title("16 labelled scans per class (bars: range over 5 splits, or 95% interval)")
+show_figure(fig, f"Bar chart of test accuracy on clean and scan images for {len(results)} methods "
+            f"({'; '.join(results)}), with the range over 5 splits or a 95% interval as error bars.")
 
 # %% [markdown]
 # How to read it:

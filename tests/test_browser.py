@@ -470,6 +470,25 @@ def test_search_box_finds_five_and_the_slider_changes_how_many(page, retrieval):
     page.screenshot("05-search-box")
 
 
+def test_typing_then_clicking_search_shows_one_gallery_and_logs_nothing(page, retrieval):
+    """Issue 20: typing a query and then clicking search ran it twice, and a gallery landed in
+    the Log Console. One run shows one gallery in the box, and nothing reaches the log."""
+    from selenium.webdriver.common.by import By
+
+    box = page.widget("search")
+    _type(box.find_element(By.CSS_SELECTOR, ".widget-text input"), "a green star")  # no Enter
+    box.find_element(By.XPATH, ".//button[contains(., 'search')]").click()
+    wait_for(lambda: "for 'a green star'" in box.text, "the gallery for the typed query")
+    time.sleep(2)  # a second run, or a stray display, would have arrived by now
+    assert _images(box) == 1
+    # JupyterLab counts outputs that reach no cell or widget in its Log Console's status item
+    logged = page.js("return [...document.querySelectorAll('.jp-LogConsoleStatusItem')]"
+                     ".map(e => e.textContent)")
+    assert not any(ch.isdigit() and ch != "0" for text in logged for ch in text), logged
+    assert page.errors_shown() == []
+    page.screenshot("05-search-typed-then-clicked")
+
+
 #: Chromium declining a "leave the page?" prompt (no user gesture in a test): JupyterLab asks
 #: when a notebook is modified, e.g. one left mid-run when the page is left.
 _LEAVE_PAGE = "Blocked attempt to show a 'beforeunload' confirmation panel"

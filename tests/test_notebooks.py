@@ -340,10 +340,14 @@ def printed(figure: str, outputs: str) -> bool:
 
 
 def stored_text(nb) -> str:
-    """Everything the stored outputs print as text (streams and text/plain results)."""
+    """Everything the stored outputs print as text (streams and text/plain results).
+
+    A figure's text/plain (its alt text) does not count: the notebook shows the picture instead.
+    """
     return "\n".join(o.get("text", "") if o.output_type == "stream" else
                      o.get("data", {}).get("text/plain", "")
-                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                     if "image/png" not in o.get("data", {}))
 
 
 def test_figure_finder():

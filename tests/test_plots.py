@@ -112,7 +112,7 @@ def test_retrieval_gallery_text_and_image_queries(data):
 
 def test_a_long_gallery_wraps_into_rows_instead_of_shrinking(data):
     fig = plots.retrieval_gallery("q", (data.images * 3)[:10], list(range(10, 0, -1)))
-    assert len(fig.axes) == 11 and fig.get_size_inches()[0] <= 2.0 * plots.GALLERY_COLUMNS
+    assert len(fig.axes) == 11 and fig.get_size_inches()[0] <= plots.GALLERY_PANEL_IN * plots.GALLERY_COLUMNS
     assert "#10" in fig.axes[10].get_title()  # best first, row by row
     plt.close(fig)
 

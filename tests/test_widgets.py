@@ -330,3 +330,19 @@ def test_static_copy_figure_has_a_text_alternative(playground):
     page = playground._repr_mimebundle_()["text/html"]
     assert 'alt="Zero-shot playground; image: ' in page and "labels: red circle, blue square" in page
     assert "2 label(s)" in page.split('alt="', 1)[1].split('"', 1)[0]
+
+
+def test_a_panel_shows_its_figure_as_output_state_with_alt_text(search_box):
+    """The gallery is the output widget's state (no display message that could miss the widget
+    and land in JupyterLab's Log Console), with alt text and a legibility record."""
+    from course.display import MEASURE_KEY
+
+    box, _ = search_box
+    box.query.value = "a green star"
+    (output,) = box.output.outputs
+    assert output["output_type"] == "display_data" and "image/png" in output["data"]
+    alt = output["metadata"]["image/png"]["alt"]
+    assert "Search box" in alt and "a green star" in alt and output["data"]["text/plain"] == alt
+    assert output["metadata"][MEASURE_KEY]["smallest_pt"] >= 9
+    box.query.value = " "
+    assert box.output.outputs == ()  # a problem leaves no stale gallery

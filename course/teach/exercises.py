@@ -219,8 +219,9 @@ class Exercise:
             return answer  # graded elsewhere; the lesson goes on with what the learner wrote
         if result.correct:
             return answer
-        print(f"Note: using the course's reference for {self.id} ({self.title}) from here on; "
-              f"yours is {result.outcome.value}.")
+        # two lines: one long line wraps mid-word in a notebook's output area
+        print(f"Note: using the course's reference for {self.id} ({self.title})\n"
+              f"from here on; yours is {result.outcome.value}.")
         # marked, so that checking it later is not mistaken for the learner's own answer
         return _as_reference(reference) if self.kind == "value" else reference
 
