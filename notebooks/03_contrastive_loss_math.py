@@ -501,8 +501,33 @@ for name, model in [("live-trained (100 steps)", live), ("shipped pocket", cours
 # $$ \mathcal{L} = -\frac{1}{N} \sum_{i=1}^{N} \sum_{j=1}^{N}
 #    \log \sigma\big(z_{ij}\,(t\, \hat x_i \cdot \hat y_j + b)\big). $$
 #
-# A learned bias $b$ joins the learned scale $t = e^{t'}$. Here is the paper's Algorithm 1
-# written out, next to `course.losses.siglip_loss`:
+# A learned bias $b$ joins the learned scale $t = e^{t'}$.
+#
+# ### Exercise 4: the sigmoid loss
+#
+# Write `sigmoid_loss(image_embeds, text_embeds, logit_scale, logit_bias)` in torch: the loss
+# above for $N$ matching pairs, with `logit_scale` $= t$ (already exponentiated) and
+# `logit_bias` $= b$. The embeddings are **not** necessarily unit length. `F.logsigmoid` is
+# allowed; the check compares your function with the paper's definition on hidden batches.
+
+# %% course={"exercise": "nb03.q4", "role": "stub"}
+def sigmoid_loss(image_embeds, text_embeds, logit_scale, logit_bias):
+    """SigLIP's pairwise sigmoid loss for N matching (image, text) pairs."""
+    raise NotImplementedError("Replace this line with your code")
+
+# %% tags=["nbval-check-output"] course={"exercise": "nb03.q4", "role": "check"}
+ex.q4.check(sigmoid_loss)
+# ex.q4.hint()      # a hint; call again for the next one
+# ex.q4.solution()  # the course's solution
+
+# %% [markdown]
+# ---
+# > **✋ Solve exercise 4 before you read on.** The next cell writes out the paper's
+# > Algorithm 1: it gives the answer away.
+#
+# ---
+#
+# Here is the paper's Algorithm 1 written out, next to `course.losses.siglip_loss`:
 
 # %%
 def siglip_algorithm_1(img_emb, txt_emb, t_prime, b):
@@ -645,4 +670,6 @@ ProgressTracker("03_contrastive_loss_math", [
     Item("I can predict the loss of a random and of a perfectly aligned batch", exercise="nb03.q2"),
     Item("I can explain what the temperature does to the softmax and the loss", exercise="nb03.q3"),
     Item("I can say which way the gradients push positives and negatives", id="gradients"),
+    Item("I can write SigLIP's sigmoid loss and say how it differs from the softmax loss",
+         exercise="nb03.q4"),
 ])

@@ -109,6 +109,14 @@ WRONG = [
     ("nb03.q3", 0.07, "starting temperature"),
     ("nb03.q3", 0.5, "too large"),
     ("nb03.q3", "0.15", "in quotes"),
+    ("nb03.q4", key03._sigmoid_variant(labels01=True), "+1 (matching pair) and -1"),
+    ("nb03.q4", key03._sigmoid_variant(softmax=True), "CLIP's softmax loss"),
+    ("nb03.q4", key03._sigmoid_variant(bias=False), "bias is missing"),
+    ("nb03.q4", key03._sigmoid_variant(normalise=False), "not normalised"),
+    ("nb03.q4", key03._sigmoid_variant(reduction="mean"), "divides by the batch size N only"),
+    ("nb03.q4", key03._sigmoid_variant(reduction="sum"), "without dividing"),
+    ("nb03.q4", key03._sigmoid_variant(exp_scale=True), "exponentiated `logit_scale`"),
+    ("nb03.q4", lambda i, t, s, b: float(_learner_sigmoid(i, t, s, b)), "as a torch tensor"),
     ("nb04.q1", _probs(normalise=False), "not normalised"),
     ("nb04.q1", _probs(axis=0), "softmax runs over the images"),
     ("nb04.q1", _probs(divide=True), "divide by the logit scale"),
@@ -164,6 +172,7 @@ def learner_copy(function):
 
 
 _learner_loss = learner_copy(key03.symmetric_clip_loss)  # built before any check guards it
+_learner_sigmoid = learner_copy(key03.sigmoid_loss)
 
 
 @pytest.fixture(autouse=True)
@@ -229,6 +238,21 @@ def test_reference_loss_matches_the_package():
         image_embeds, text_embeds, temperature = case.args
         assert torch.allclose(key03.symmetric_clip_loss(image_embeds, text_embeds, temperature),
                               course.clip_loss(image_embeds, text_embeds, temperature), atol=1e-6)
+
+
+def test_reference_sigmoid_loss_matches_the_package():
+    from course.losses import siglip_loss
+
+    for case in key03.q4.cases:
+        image_embeds, text_embeds, scale, bias = case.args
+        assert torch_close(key03.sigmoid_loss(image_embeds, text_embeds, scale, bias),
+                           siglip_loss(image_embeds, text_embeds, logit_scale=scale, logit_bias=bias))
+
+
+def torch_close(a, b):
+    import torch
+
+    return torch.allclose(a, b, atol=1e-6)
 
 
 def test_reference_failing_query_really_fails_on_pocket():
