@@ -75,6 +75,28 @@ def _probe(x, y, t, C=10.0, normalise_test=True):
     return model.predict(_unit(t) if normalise_test else np.asarray(t, dtype=float))
 
 
+def _lbfgs_temperature(multiply=False):
+    """The notebook's LBFGS fit, as a learner writes it (optionally with T as a multiplier)."""
+
+    def fit(logits, targets):
+        import torch
+
+        log_t = torch.zeros((), requires_grad=True)
+        optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+        def closure():
+            optimizer.zero_grad()
+            scaled = logits * log_t.exp() if multiply else logits / log_t.exp()
+            loss = torch.nn.functional.cross_entropy(scaled, targets)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        return log_t.exp().item()
+
+    return fit
+
+
 def _mean_pair_distance(x, y):
     n = min(len(x), len(y))
     x, y = np.asarray(x, float)[:n], np.asarray(y, float)[:n]
@@ -129,6 +151,11 @@ WRONG = [
     ("nb04.q3", lambda p, t, k: int(_hits(p, t, k).sum()), "you count the hits"),
     ("nb04.q3", lambda p, t, k: float(_hits(p, t, k + 1).mean()), "k + 1"),
     ("nb04.q3", lambda p, t, k: float(_hits(p, t, max(k - 1, 0)).mean()), "k - 1"),
+    ("nb04.q4", lambda l, t: 1.0 / _learner_temperature(l, t), "*divides* them"),
+    ("nb04.q4", lambda l, t: math.log(_learner_temperature(l, t)), "you returned log T"),
+    ("nb04.q4", lambda l, t: 1.0, "nothing was fitted"),
+    ("nb04.q4", key04._temperature_wrong_axis, "softmax runs over the images"),
+    ("nb04.q4", _lbfgs_temperature(multiply=True), "*divides* them"),
     ("nb05.q1", lambda q, x, k: np.argsort(-(np.asarray(q) @ np.asarray(x).T), axis=1)[:, :k],
      "raw dot products"),
     ("nb05.q2", _first_positive_only, "first positive"),
@@ -173,6 +200,7 @@ def learner_copy(function):
 
 _learner_loss = learner_copy(key03.symmetric_clip_loss)  # built before any check guards it
 _learner_sigmoid = learner_copy(key03.sigmoid_loss)
+_learner_temperature = learner_copy(key04.fit_temperature)
 
 
 @pytest.fixture(autouse=True)
@@ -253,6 +281,12 @@ def torch_close(a, b):
     import torch
 
     return torch.allclose(a, b, atol=1e-6)
+
+
+def test_an_lbfgs_temperature_fit_passes():
+    from course.exercises import nb04
+
+    assert nb04.q4.check(_lbfgs_temperature()).correct
 
 
 def test_reference_failing_query_really_fails_on_pocket():
