@@ -184,6 +184,14 @@ WRONG = [
      "only alphas that keep the source accuracy"),
     ("nb07.q3", key07._largest_keeping, "largest alpha that keeps"),
     ("nb07.q3", key07._smallest_when_none_keeps, "best *source*"),
+    ("nb07.q4", key07._prompt_variant("BCVE"), "class name comes first"),
+    ("nb07.q4", key07._prompt_variant("VCE"), "start token (BOS) is missing"),
+    ("nb07.q4", key07._prompt_variant("BVC"), "end token (EOS) is missing"),
+    ("nb07.q4", key07._prompt_variant("VC"), "both missing"),
+    ("nb07.q4", key07._prompt_variant("BMCE"), "averaged the context vectors"),
+    ("nb07.q4", lambda v, b, c, e: np.concatenate([np.asarray(b)[None], np.asarray(c),
+                                                   np.asarray(v), np.asarray(e)[None]]),
+     "class name comes first"),
 ]
 
 
