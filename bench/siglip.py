@@ -56,6 +56,7 @@ LOSSES = ("softmax", "sigmoid")
 N_TEST = 480
 TEST_SEED = 31_337
 TEMPLATE = "a photo of a {}."
+QUICK_BATCHES, QUICK_EXAMPLES = (8, 32), 128
 
 
 def training_stream(n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
@@ -80,8 +81,13 @@ def training_stream(n: int, seed: int) -> tuple[torch.Tensor, list[str]]:
 def train_one(loss: str, batch: int, pixels: torch.Tensor, captions: list[str], seed: int,
               lr: float = 2e-3) -> tuple[Any, dict[str, float]]:
     """Train a fresh QUICK pocket model on the stream with one loss; returns (CLIP, final scalars)."""
-    from course.losses import SIGLIP_INIT_LOGIT_BIAS, SIGLIP_INIT_LOGIT_SCALE
-    from course.losses import multi_positive_clip_loss, multi_positive_siglip_loss
+    from course.data import shapes
+    from course.losses import (
+        SIGLIP_INIT_LOGIT_BIAS,
+        SIGLIP_INIT_LOGIT_SCALE,
+        multi_positive_clip_loss,
+        multi_positive_siglip_loss,
+    )
     from course.models import CLIP
     from course.optim import adamw_param_groups, clamp_logit_scale
     from course.pocket.train import (
@@ -92,7 +98,6 @@ def train_one(loss: str, batch: int, pixels: torch.Tensor, captions: list[str], 
         build_tokenizer,
         caption_groups,
     )
-    from course.data import shapes
 
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -230,7 +235,11 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                 key=lambda r: r["seed"]) for loss in LOSSES}
         for loss, rs in by_loss.items():
             m, lo, hi = t_interval([r["top1"] for r in rs])
-            row[loss] = {"mean": m, "low": lo, "high": hi, "seeds": len(rs)}
+            # an accuracy lies in [0, 1]; with few seeds the t-interval can reach past either end
+            row[loss] = {"mean": m, "low": max(lo, 0.0), "high": min(hi, 1.0), "seeds": len(rs)}
+            if all("logit_bias" in r for r in rs):
+                row[loss]["logit_scale"] = float(np.mean([r["logit_scale"] for r in rs]))
+                row[loss]["logit_bias"] = float(np.mean([r["logit_bias"] for r in rs]))
         diffs = [s["top1"] - c["top1"] for s, c in zip(by_loss["sigmoid"], by_loss["softmax"])]
         m, lo, hi = t_interval(diffs)
         row["difference"] = {"mean": m, "low": lo, "high": hi,
@@ -271,7 +280,7 @@ def _pct(cell: dict[str, float]) -> str:
 def run(quick: bool = False) -> None:
     """Entry point of ``python -m bench siglip``."""
     if quick:
-        run_all(batches=(8, 32), seeds=2, examples=256, n_test=96, out=None)
+        run_all(batches=QUICK_BATCHES, seeds=2, examples=QUICK_EXAMPLES, n_test=48, out=None)
     else:
         run_all()
 
@@ -285,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=EXAMPLES,
                         help="examples seen by every run (steps = examples / batch)")
     parser.add_argument("--quick", action="store_true",
-                        help="2 batch sizes, 2 seeds, 256 examples; prints, stores nothing")
+                        help="2 batch sizes, 2 seeds, 128 examples; prints, stores nothing")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help=f"where to store the results (default {RESULTS})")
     args = parser.parse_args(argv)
