@@ -612,6 +612,22 @@ for row in summary:
           f"{100 * d['mean']:+.1f} points ({100 * d['low']:+.1f} to {100 * d['high']:+.1f}): {d['verdict']}")
 
 # %% [markdown]
+# **What the measurement says.** Read the verdict at the end of each line: at every batch size
+# the paired interval of the difference contains 0, so with these seeds the experiment cannot
+# tell the two losses apart. The only point estimate on the paper's side is at a batch of 8,
+# where the sigmoid is ahead by about a point, well inside its interval; at the larger batches
+# the softmax is ahead on average, again inside the intervals. At a batch of 512 (32 steps)
+# the sigmoid runs end at chance ($1/48 \approx 2\%$) while the softmax runs learn something,
+# and the sigmoid runs' learned $t$ and $b$ (printed) are still near the paper's starting
+# values, 10 and $-10$. The paper's start is built for long training: with $b = -10$ every
+# pair begins as a confident "no", and moving the bias and the scale takes many steps at this
+# learning rate; 32 steps are far too few. The paper's runs are far longer, at far larger
+# batches. So the lesson here is narrower than the paper's claim, and worth having: an
+# advantage of one loss belongs to a training regime (batch, steps, initialisation), and a
+# small fair experiment with intervals may simply not show it. To push further, rerun with more
+# seeds or examples (`python -m bench.siglip --seeds 5 --examples 65536`).
+
+# %% [markdown]
 # ## Summary
 #
 # - The logits of a batch are $S_{ij} = x_i \cdot y_j / \tau$: $N$ positives on the diagonal,

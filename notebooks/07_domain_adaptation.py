@@ -410,6 +410,12 @@ for k, vector in enumerate(learned):
           f"nearest word now {nearest!r} (at {distances.min():.2f})")
 
 # %% [markdown]
+# Where a vector's nearest word is still the word it started as, training only nudged it; where
+# it is another word, the vector has moved away from its word, and the nearest word is a loose
+# label, not its meaning. The text tower reads the vectors themselves, and they need not be any
+# word at all: CoOp's authors give the same caution about reading learned prompts as text.
+
+# %% [markdown]
 # ### 3c. Contrastive fine-tuning
 #
 # When a fixed feature space is the limit, change the features. As in notebook 06, fine-tune
