@@ -1,4 +1,4 @@
-"""``python -m bench [zeroshot|retrieval|encoding|grading|threads ...] [--quick]``: run benchmarks, print tables."""
+"""``python -m bench [zeroshot|retrieval|encoding|grading|threads|siglip ...] [--quick]``: run benchmarks, print tables."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ import time
 from datetime import datetime, timezone
 
 BENCHMARKS = ("zeroshot", "retrieval", "encoding", "grading", "threads")
+#: Run only when named: they train models for many minutes (``python -m bench siglip``).
+ON_REQUEST = ("siglip",)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen benchmarks (all by default) and print their tables."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"any of {', '.join(BENCHMARKS)} (default: all)")
+                        help=f"any of {', '.join(BENCHMARKS + ON_REQUEST)} (default: all but "
+                             f"{', '.join(ON_REQUEST)})")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, for a smoke test (figures are not representative)")
     parser.add_argument("--threads", type=int, default=None,
@@ -24,9 +27,10 @@ def main(argv: list[str] | None = None) -> int:
                              "threads and the small-batch baselines look far slower than they are")
     args = parser.parse_args(argv)
     names = args.names or list(BENCHMARKS)
-    unknown = sorted(set(names) - set(BENCHMARKS))
+    unknown = sorted(set(names) - set(BENCHMARKS + ON_REQUEST))
     if unknown:
-        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
+        parser.error(f"unknown benchmark(s) {unknown}; choose from "
+                     f"{', '.join(BENCHMARKS + ON_REQUEST)}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from importlib import import_module

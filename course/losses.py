@@ -244,6 +244,26 @@ def siglip_loss_loop(
     return total / n
 
 
+def multi_positive_siglip_loss(logits: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """SigLIP's sigmoid loss on ``(N, N)`` logits where pairs in the same group are all positives.
+
+    The sigmoid counterpart of :func:`multi_positive_clip_loss`: ``z_ij = +1`` when pairs ``i``
+    and ``j`` share their caption (``groups[i] == groups[j]``), ``-1`` otherwise, and the loss is
+    ``-1/N * sum_ij log sigmoid(z_ij * logits_ij)``. With one member per group it equals
+    :func:`siglip_loss` on the same logits.
+
+    Args:
+        logits: ``logit_scale * image_embeds @ text_embeds.T + logit_bias`` for ``N`` pairs.
+        groups: ``(N,)`` integer ids; pairs with equal ids share their text (or class).
+    """
+    if logits.ndim != 2 or logits.shape[0] != logits.shape[1]:
+        raise ValueError(f"logits must be square (N, N), got shape {tuple(logits.shape)}")
+    if groups.shape != (logits.shape[0],):
+        raise ValueError(f"groups must have shape ({logits.shape[0]},), got {tuple(groups.shape)}")
+    labels = 2 * (groups[:, None] == groups[None, :]).to(logits.dtype) - 1
+    return -F.logsigmoid(labels * logits).sum() / len(logits)
+
+
 def _check_finite(value: Scalar, name: str) -> None:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:

@@ -481,6 +481,27 @@ show_figure(fig, f"Paired bar chart for test image 0 over the {len(attributes)} 
 # which was learned for pre-training, not for this task. **Temperature scaling** fixes that
 # with one number: divide the logits by $T$, with $T$ chosen to minimise the cross-entropy on
 # the *validation* images (never the test images), and measure on the test images.
+#
+# ### Exercise 4: fit the temperature
+#
+# Write `fit_temperature(logits, targets)`: `logits` is an $(N, C)$ tensor of zero-shot logits
+# (`logit_scale` times cosines), `targets` the $N$ true class indices; return the $T > 0$ that
+# minimises the cross-entropy of $\operatorname{softmax}(\text{logits} / T)$ with the targets,
+# as a float. The cell after the check calls it on the validation images only.
+
+# %% course={"exercise": "nb04.q4", "role": "stub"}
+def fit_temperature(logits, targets):
+    """The temperature T > 0 that minimises the cross-entropy of softmax(logits / T)."""
+    raise NotImplementedError("Replace this line with your code")
+
+# %% tags=["nbval-check-output"] course={"exercise": "nb04.q4", "role": "check"}
+ex.q4.check(fit_temperature)
+# ex.q4.hint()      # a hint; call again for the next one
+# ex.q4.solution()  # the course's solution
+
+# %% [markdown]
+# Your `fit_temperature` (or the course's, until yours passes) on the validation logits, then
+# the reliability diagram of the test images before and after:
 
 # %%
 def reliability(probs: torch.Tensor, targets: torch.Tensor, bins: int = 10):
@@ -501,19 +522,7 @@ test_logits = classifier.logits(image_embeds)
 val_logits = classifier.logits(val_embeds)
 test_targets = classifier.label_indices(truth)
 val_targets = classifier.label_indices([lab.classname for lab in validation.labels])
-log_t = torch.zeros((), requires_grad=True)  # T = exp(log_t) > 0
-optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
-
-
-def closure():
-    optimizer.zero_grad()
-    loss = torch.nn.functional.cross_entropy(val_logits / log_t.exp(), val_targets)
-    loss.backward()
-    return loss
-
-
-optimizer.step(closure)
-temperature = log_t.exp().item()
+temperature = float(ex.q4.use(fit_temperature)(val_logits, val_targets))  # validation only
 fig, ax = plt.subplots(figsize=(4.8, 4.2))
 ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
 for name, logits in (("as trained", test_logits), (f"T = {temperature:.2f} (fitted on validation)",
@@ -624,6 +633,8 @@ ProgressTracker("04_zero_shot", [
     Item("I can write prompt templates and ensembles and measure what they gain",
          exercise="nb04.q2"),
     Item("I can compute top-k accuracy", exercise="nb04.q3"),
+    Item("I can fit a temperature on validation logits and read a reliability diagram",
+         exercise="nb04.q4"),
     Item("I can explain why cached class embeddings beat re-encoding labels per image",
          id="cached-classes"),
     Item("I can say what a model trained on shapes does with real photos, and why",

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter, ImageOps
 
@@ -384,6 +385,53 @@ show_figure(loss_curve({f"split {i}": coop.losses for i, coop in enumerate(coops
 # is also the cheapest method that trains: $512$ numbers instead of the probe's $6 \times 129$
 # or fine-tuning's millions. Its limit is the same as Tip-Adapter's: the scans' embeddings are
 # what they are, and a prompt can only move the class embeddings among them.
+#
+# ### Exercise 4: CoOp's prompt
+#
+# The text tower reads one vector per position: the token embeddings of a tokenized text. CoOp
+# builds that sequence itself. Write `coop_prompt(context, bos, class_tokens, eos)`: `context`
+# is the $(M, W)$ matrix of learned vectors, `bos` and `eos` the $(W,)$ embeddings of the start
+# and end tokens, `class_tokens` the $(L, W)$ embeddings of the class name's tokens ("circle.");
+# return the prompt the text tower reads, one row per position (torch or NumPy).
+
+# %% course={"exercise": "nb07.q4", "role": "stub"}
+def coop_prompt(context, bos, class_tokens, eos):
+    """CoOp's input embeddings for one class, one row per position."""
+    raise NotImplementedError("Replace this line with your code")
+
+# %% tags=["nbval-check-output"] course={"exercise": "nb07.q4", "role": "check"}
+ex.q4.check(coop_prompt)
+# ex.q4.hint()      # a hint; call again for the next one
+# ex.q4.solution()  # the course's solution
+
+# %% [markdown]
+# Your `coop_prompt` (or the course's, until yours passes) on pocket's own token embeddings and
+# split 0's learned context. The paper reads a learned prompt by the vocabulary word nearest to
+# each vector (Euclidean distance in the token-embedding space); we do the same, next to the
+# word each vector started from:
+
+# %%
+token_embeds = pocket.model.text_model.embeddings.token_embedding.weight.detach()
+tokenizer = pocket.processor.tokenizer
+ids = tokenizer("circle.")["input_ids"]  # [BOS] circle . [EOS]
+learned = coops[0].ctx.detach()
+prompt = torch.as_tensor(np.asarray(ex.q4.use(coop_prompt)(
+    learned, token_embeds[ids[0]], token_embeds[ids[1:-1]], token_embeds[ids[-1]])))
+print(f"the prompt of 'circle.': {tuple(prompt.shape)} = 1 start + {coops[0].n_ctx} context "
+      f"+ {len(ids) - 2} class-name tokens + 1 end token, each {prompt.shape[1]}-d")
+started = tokenizer.convert_ids_to_tokens(tokenizer("a photo of a", add_special_tokens=False)["input_ids"])
+initial = token_embeds[tokenizer.convert_tokens_to_ids(started)]
+for k, vector in enumerate(learned):
+    distances = (token_embeds - vector).norm(dim=1)
+    nearest = tokenizer.convert_ids_to_tokens(int(distances.argmin()))
+    print(f"[V]_{k + 1}: started as {started[k]!r}, moved {(vector - initial[k]).norm():.2f}; "
+          f"nearest word now {nearest!r} (at {distances.min():.2f})")
+
+# %% [markdown]
+# Where a vector's nearest word is still the word it started as, training only nudged it; where
+# it is another word, the vector has moved away from its word, and the nearest word is a loose
+# label, not its meaning. The text tower reads the vectors themselves, and they need not be any
+# word at all: CoOp's authors give the same caution about reading learned prompts as text.
 
 # %% [markdown]
 # ### 3c. Contrastive fine-tuning
@@ -768,6 +816,8 @@ ProgressTracker("07_domain_adaptation", [
          exercise="nb07.q2"),
     Item("I can explain why Tip-Adapter gains less than a linear probe on the same embeddings",
          id="tip-adapter-limits"),
+    Item("I can build CoOp's prompt from learned context vectors and a class name",
+         exercise="nb07.q4"),
     Item("I can choose the WiSE-FT alpha on validation data under a source-accuracy constraint",
          exercise="nb07.q3"),
     Item("I can say what a few-shot adaptation result does and does not show about medical use",

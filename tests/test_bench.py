@@ -64,3 +64,52 @@ def test_grading_estimate_spreads_the_class_over_the_workers():
     assert walls[1] == pytest.approx(200 * 72 + 61)
     assert walls[16] == pytest.approx(200 * 72 / 16 + 61)  # the last, longest task alone
     assert walls[2] < walls[1]
+
+
+def test_siglip_benchmark_quick_mode_trains_both_losses_and_pairs_them(capsys):
+    from bench import siglip
+
+    siglip.run(quick=True)
+    out = capsys.readouterr().out
+    for batch in siglip.QUICK_BATCHES:
+        assert f"| {batch} | {siglip.QUICK_EXAMPLES // batch} |" in out  # same examples seen
+        for seed in range(2):
+            for loss in siglip.LOSSES:
+                assert f"seed {seed} batch {batch:>4} {loss:<7}" in out
+    assert "sigmoid - softmax, paired" in out
+
+
+def test_siglip_benchmark_summary_and_verdicts(tmp_path):
+    from bench import siglip
+
+    runs = [{"loss": loss, "batch": 8, "seed": seed, "top1": top1}
+            for seed, (soft, sig) in enumerate([(0.20, 0.30), (0.22, 0.31), (0.18, 0.29)])
+            for loss, top1 in (("softmax", soft), ("sigmoid", sig))]
+    (row,) = siglip.summarise(runs)
+    assert row["softmax"]["mean"] == pytest.approx(0.20)
+    assert row["sigmoid"]["low"] < row["sigmoid"]["mean"] < row["sigmoid"]["high"]
+    assert row["difference"]["mean"] == pytest.approx(0.10)
+    assert row["difference"]["verdict"] == "sigmoid better"  # paired: the same gain every seed
+    assert siglip.verdict(-0.02, 0.05, 3).startswith("no clear difference")
+    assert siglip.verdict(-0.05, -0.01, 3) == "softmax better"
+    assert siglip.verdict(0.0, 0.0, 1) == "one seed: no interval"
+    with pytest.raises(ValueError, match="fewer than 2 steps"):
+        siglip.train_one("sigmoid", 64, *siglip.training_stream(64, 0), seed=0)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        siglip.train_one("hinge", 8, *siglip.training_stream(16, 0), seed=0)
+
+
+def test_stored_siglip_results_cover_every_batch_with_intervals():
+    import json
+
+    from bench import siglip
+
+    stored = json.loads(siglip.RESULTS.read_text())
+    batches = stored["protocol"]["batches"]
+    assert [row["batch"] for row in stored["summary"]] == batches
+    assert len(stored["runs"]) == 2 * len(batches) * stored["protocol"]["seeds"]
+    for row in stored["summary"]:
+        for loss in siglip.LOSSES:
+            assert row[loss]["low"] <= row[loss]["mean"] <= row[loss]["high"]
+        assert row["difference"]["verdict"] == siglip.verdict(
+            row["difference"]["low"], row["difference"]["high"], stored["protocol"]["seeds"])

@@ -224,3 +224,24 @@ def test_siglip_loss_needs_matching_pairs() -> None:
     img, txt = _pairs(n=3, d=4)
     with pytest.raises(ValueError, match="matching pairs"):
         siglip_loss(img, txt[:2], logit_scale=10.0, logit_bias=-10.0)
+
+
+def test_multi_positive_siglip_loss_counts_repeated_captions_as_matches() -> None:
+    import torch.nn.functional as F
+
+    from course.losses import multi_positive_siglip_loss, siglip_loss
+    img, txt = _pairs(n=6, d=8, seed=5)
+    logits = 10.0 * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T - 10.0
+    unique = torch.arange(6)
+    assert multi_positive_siglip_loss(logits, unique).item() == pytest.approx(
+        siglip_loss(img, txt, logit_scale=10.0, logit_bias=-10.0).item(), rel=1e-6)
+    groups = torch.tensor([0, 1, 0, 2, 3, 1])  # pairs 0 and 2, 1 and 5 share their caption
+    z = torch.where(groups[:, None] == groups[None, :], 1.0, -1.0)
+    by_hand = -F.logsigmoid(z * logits).sum() / 6
+    assert multi_positive_siglip_loss(logits, groups).item() == pytest.approx(by_hand.item())
+    assert multi_positive_siglip_loss(logits, groups).item() != pytest.approx(
+        multi_positive_siglip_loss(logits, unique).item())
+    with pytest.raises(ValueError, match="square"):
+        multi_positive_siglip_loss(logits[:3], groups)
+    with pytest.raises(ValueError, match="groups must have shape"):
+        multi_positive_siglip_loss(logits, groups[:4])

@@ -81,6 +81,28 @@ def _knn_found(exact_ids, approx_ids, k_exact, k_approx) -> int:
                for e, a in zip(exact_ids, approx_ids))
 
 
+def _lbfgs_temperature(multiply=False):
+    """The notebook's LBFGS fit, as a learner writes it (optionally with T as a multiplier)."""
+
+    def fit(logits, targets):
+        import torch
+
+        log_t = torch.zeros((), requires_grad=True)
+        optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+        def closure():
+            optimizer.zero_grad()
+            scaled = logits * log_t.exp() if multiply else logits / log_t.exp()
+            loss = torch.nn.functional.cross_entropy(scaled, targets)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        return log_t.exp().item()
+
+    return fit
+
+
 def _mean_pair_distance(x, y):
     n = min(len(x), len(y))
     x, y = np.asarray(x, float)[:n], np.asarray(y, float)[:n]
@@ -115,6 +137,14 @@ WRONG = [
     ("nb03.q3", 0.07, "starting temperature"),
     ("nb03.q3", 0.5, "too large"),
     ("nb03.q3", "0.15", "in quotes"),
+    ("nb03.q4", key03._sigmoid_variant(labels01=True), "+1 (matching pair) and -1"),
+    ("nb03.q4", key03._sigmoid_variant(softmax=True), "CLIP's softmax loss"),
+    ("nb03.q4", key03._sigmoid_variant(bias=False), "bias is missing"),
+    ("nb03.q4", key03._sigmoid_variant(normalise=False), "not normalised"),
+    ("nb03.q4", key03._sigmoid_variant(reduction="mean"), "divides by the batch size N only"),
+    ("nb03.q4", key03._sigmoid_variant(reduction="sum"), "without dividing"),
+    ("nb03.q4", key03._sigmoid_variant(exp_scale=True), "exponentiated `logit_scale`"),
+    ("nb03.q4", lambda i, t, s, b: float(_learner_sigmoid(i, t, s, b)), "as a torch tensor"),
     ("nb04.q1", _probs(normalise=False), "not normalised"),
     ("nb04.q1", _probs(axis=0), "softmax runs over the images"),
     ("nb04.q1", _probs(divide=True), "divide by the logit scale"),
@@ -127,6 +157,11 @@ WRONG = [
     ("nb04.q3", lambda p, t, k: int(_hits(p, t, k).sum()), "you count the hits"),
     ("nb04.q3", lambda p, t, k: float(_hits(p, t, k + 1).mean()), "k + 1"),
     ("nb04.q3", lambda p, t, k: float(_hits(p, t, max(k - 1, 0)).mean()), "k - 1"),
+    ("nb04.q4", lambda l, t: 1.0 / _learner_temperature(l, t), "*divides* them"),
+    ("nb04.q4", lambda l, t: math.log(_learner_temperature(l, t)), "you returned log T"),
+    ("nb04.q4", lambda l, t: 1.0, "nothing was fitted"),
+    ("nb04.q4", key04._temperature_wrong_axis, "softmax runs over the images"),
+    ("nb04.q4", _lbfgs_temperature(multiply=True), "*divides* them"),
     ("nb05.q1", lambda q, x, k: np.argsort(-(np.asarray(q) @ np.asarray(x).T), axis=1)[:, :k],
      "raw dot products"),
     ("nb05.q2", _first_positive_only, "first positive"),
@@ -163,6 +198,14 @@ WRONG = [
      "only alphas that keep the source accuracy"),
     ("nb07.q3", key07._largest_keeping, "largest alpha that keeps"),
     ("nb07.q3", key07._smallest_when_none_keeps, "best *source*"),
+    ("nb07.q4", key07._prompt_variant("BCVE"), "class name comes first"),
+    ("nb07.q4", key07._prompt_variant("VCE"), "start token (BOS) is missing"),
+    ("nb07.q4", key07._prompt_variant("BVC"), "end token (EOS) is missing"),
+    ("nb07.q4", key07._prompt_variant("VC"), "both missing"),
+    ("nb07.q4", key07._prompt_variant("BMCE"), "averaged the context vectors"),
+    ("nb07.q4", lambda v, b, c, e: np.concatenate([np.asarray(b)[None], np.asarray(c),
+                                                   np.asarray(v), np.asarray(e)[None]]),
+     "class name comes first"),
 ]
 
 
@@ -178,6 +221,8 @@ def learner_copy(function):
 
 
 _learner_loss = learner_copy(key03.symmetric_clip_loss)  # built before any check guards it
+_learner_sigmoid = learner_copy(key03.sigmoid_loss)
+_learner_temperature = learner_copy(key04.fit_temperature)
 
 
 @pytest.fixture(autouse=True)
@@ -243,6 +288,27 @@ def test_reference_loss_matches_the_package():
         image_embeds, text_embeds, temperature = case.args
         assert torch.allclose(key03.symmetric_clip_loss(image_embeds, text_embeds, temperature),
                               course.clip_loss(image_embeds, text_embeds, temperature), atol=1e-6)
+
+
+def test_reference_sigmoid_loss_matches_the_package():
+    from course.losses import siglip_loss
+
+    for case in key03.q4.cases:
+        image_embeds, text_embeds, scale, bias = case.args
+        assert torch_close(key03.sigmoid_loss(image_embeds, text_embeds, scale, bias),
+                           siglip_loss(image_embeds, text_embeds, logit_scale=scale, logit_bias=bias))
+
+
+def torch_close(a, b):
+    import torch
+
+    return torch.allclose(a, b, atol=1e-6)
+
+
+def test_an_lbfgs_temperature_fit_passes():
+    from course.exercises import nb04
+
+    assert nb04.q4.check(_lbfgs_temperature()).correct
 
 
 def test_reference_failing_query_really_fails_on_pocket():

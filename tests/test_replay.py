@@ -134,6 +134,69 @@ def test_guards_are_lifted_after_the_check():
     assert float(course.clip_loss(torch.eye(3), torch.eye(3), temperature=1.0)) > 0
 
 
+def test_the_course_siglip_losses_cannot_answer_the_sigmoid_exercise(tmp_path):
+    """nb03.q4: siglip_loss, its loop and its multi-positive form are refused, in check() and in
+    the replay process of course grade; an honest answer passes both."""
+    import torch
+
+    from course import losses
+
+    def via_loss(i, t, s, b):
+        return losses.siglip_loss(i, t, logit_scale=s, logit_bias=b)
+
+    def via_loop(i, t, s, b):
+        return losses.siglip_loss_loop(i, t, logit_scale=s, logit_bias=b)
+
+    def via_groups(i, t, s, b):
+        import torch.nn.functional as F
+
+        logits = s * F.normalize(i, dim=-1) @ F.normalize(t, dim=-1).T + b
+        return losses.multi_positive_siglip_loss(logits, torch.arange(len(i)))
+
+    for borrowed, name in ((via_loss, "siglip_loss"), (via_loop, "siglip_loss_loop"),
+                           (via_groups, "multi_positive_siglip_loss")):
+        result = nb03.q4.check(borrowed)
+        assert not result.correct and f"course.losses.{name}" in result.message, result.message
+    honest = _define(HONEST_SIGMOID)["sigmoid_loss"]
+    assert nb03.q4.check(honest).correct
+
+    exercise = nb03.q4
+    cases = exercise.key.grading_cases(random.Random(7))
+    manifest = {"exercises": [protocol.manifest_entry(exercise, cases)]}
+    verdicts = {}
+    for name, source in {"honest": HONEST_SIGMOID, "borrowed": BORROWED_SIGMOID}.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        protocol.hand_over(_define(source), [{"id": exercise.id, "kind": "function",
+                                              "answer_name": exercise.answer_name}], str(folder))
+        worker.collect({"collector": {"answers": str(folder / "answers.json"), "nonce": "n"},
+                        "collector_timeout": 300}, manifest, folder)
+        answers = protocol.read_answers(folder / "answers.json", "n")
+        records = protocol.records_from(answers[exercise.id]["calls"])
+        verdicts[name] = protocol.judge_function(exercise, exercise.key, cases, records)
+    assert verdicts["honest"].correct, verdicts["honest"]
+    assert not verdicts["borrowed"].correct
+    assert "course.losses.siglip_loss" in verdicts["borrowed"].message
+
+
+HONEST_SIGMOID = '''
+import torch
+import torch.nn.functional as F
+
+def sigmoid_loss(image_embeds, text_embeds, logit_scale, logit_bias):
+    x, y = F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)
+    logits = logit_scale * x @ y.T + logit_bias
+    z = 2 * torch.eye(len(x)) - 1
+    return -F.logsigmoid(z * logits).sum() / len(x)
+'''
+BORROWED_SIGMOID = '''
+from course.losses import siglip_loss
+
+def sigmoid_loss(image_embeds, text_embeds, logit_scale, logit_bias):
+    return siglip_loss(image_embeds, text_embeds, logit_scale=logit_scale, logit_bias=logit_bias)
+'''
+
+
 def test_other_implementations_of_an_exercise_are_guarded_too():
     from course.metrics import top_k_accuracy
 

@@ -58,3 +58,17 @@ q3 = ValueExercise(
          "e^x - 1 accurately. Check yourself: put your t back into log(1 + 7 exp(-1 / t))."),
     ],
 )
+
+q4 = FunctionExercise(
+    "nb03.q4",
+    "SigLIP's pairwise sigmoid loss",
+    answer_name="sigmoid_loss",
+    hints=[
+        ("Normalise both sets of embeddings, then logits = logit_scale * image_embeds @ "
+         "text_embeds.T + logit_bias: one score per (image, text) pair, N x N of them."),
+        ("Every pair is a yes/no question with label z = +1 on the diagonal (the matching pair) "
+         "and z = -1 everywhere else: `2 * torch.eye(N) - 1`."),
+        ("The loss of one pair is -log sigmoid(z * logit) (`F.logsigmoid`). Add up all N x N of "
+         "them and divide by N, the batch size, as the paper's Algorithm 1 does."),
+    ],
+)

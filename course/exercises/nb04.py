@@ -49,3 +49,23 @@ q3 = FunctionExercise(
          "and use `.any(axis=1)`, then take the mean."),
     ],
 )
+
+q4 = FunctionExercise(
+    "nb04.q4",
+    "fit a temperature for calibration",
+    answer_name="fit_temperature",
+    variants=["numpy"],
+    # a first call of torch.optim.LBFGS imports torch._dynamo (and sympy): seconds on a busy
+    # machine, and an import cut short by the time limit leaves sympy half-imported for the retry
+    time_limit=20.0,
+    hints=[
+        ("The calibrated probabilities are `softmax(logits / T)` over the classes (each row). "
+         "Choose the T > 0 that makes the cross-entropy of those probabilities with the true "
+         "classes as small as possible."),
+        ("Optimise log T rather than T, so that T stays positive: T = exp(log_t). "
+         "`F.cross_entropy(logits / T, targets)` is the quantity to minimise."),
+        ("Any 1-D minimiser works: `torch.optim.LBFGS([log_t])` with a closure, "
+         "`scipy.optimize.minimize_scalar` on log T, or a fine grid of T values. Return T itself, "
+         "as a float."),
+    ],
+)

@@ -130,3 +130,99 @@ q3 = ValueKey(
                 value=0.07),
     ],
 )
+
+
+def sigmoid_loss(image_embeds, text_embeds, logit_scale, logit_bias):
+    """SigLIP's pairwise sigmoid loss (Zhai et al. 2023, Algorithm 1), in torch."""
+    import torch
+    import torch.nn.functional as F
+
+    image_embeds = F.normalize(image_embeds, dim=-1)
+    text_embeds = F.normalize(text_embeds, dim=-1)
+    logits = logit_scale * image_embeds @ text_embeds.T + logit_bias
+    n = len(logits)
+    labels = 2 * torch.eye(n) - 1  # +1 for the matching pair, -1 for every other
+    return -F.logsigmoid(labels * logits).sum() / n
+
+
+def _sigmoid_variant(*, labels01: bool = False, softmax: bool = False, bias: bool = True,
+                     normalise: bool = True, reduction: str = "n", exp_scale: bool = False):
+    """The sigmoid loss with one of the usual mistakes (what the feedback recognises)."""
+
+    def loss(image_embeds, text_embeds, logit_scale, logit_bias):
+        import math
+
+        import torch
+        import torch.nn.functional as F
+
+        if normalise:
+            image_embeds = F.normalize(image_embeds, dim=-1)
+            text_embeds = F.normalize(text_embeds, dim=-1)
+        scale = math.exp(float(logit_scale)) if exp_scale else logit_scale
+        logits = scale * image_embeds @ text_embeds.T + (logit_bias if bias else 0.0)
+        n = len(logits)
+        if softmax:
+            targets = torch.arange(n)
+            return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+        labels = torch.eye(n) if labels01 else 2 * torch.eye(n) - 1
+        pairs = -F.logsigmoid(labels * logits)
+        return {"n": pairs.sum() / n, "mean": pairs.mean(), "sum": pairs.sum()}[reduction]
+
+    return loss
+
+
+def _sigmoid_cases() -> list[Case]:
+    import torch
+
+    g = torch.Generator().manual_seed(304)
+    a, b = torch.randn(6, 16, generator=g), torch.randn(6, 16, generator=g)
+    # the diagnostic cases first: a bias far from 0, embeddings far from unit length
+    return [
+        Case((a, a + 0.5 * b, 10.0, -10.0), "6 nearly matching pairs, the paper's start t = 10, b = -10"),
+        Case((4.0 * a, 0.3 * b, 5.0, -2.0), "embeddings that are not unit length"),
+        Case((torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g), 2.0, 1.5),
+             "4 random pairs, a positive bias"),
+        Case((torch.randn(9, 8, generator=g), torch.randn(9, 8, generator=g), 20.0, -5.0),
+             "9 random pairs"),
+        Case((torch.randn(1, 8, generator=g), torch.randn(1, 8, generator=g), 10.0, -10.0),
+             "a single pair"),
+    ]
+
+
+def _fresh_sigmoid_cases(rng: random.Random) -> list[Case]:
+    import torch
+
+    g = torch.Generator().manual_seed(rng.randrange(2**31))
+    n, d = rng.randint(3, 9), rng.choice([8, 16, 32])
+    scale, bias = rng.choice([3.0, 10.0, 30.0]), rng.choice([-10.0, -4.0, 2.0])
+    return [Case((torch.randn(n, d, generator=g) * 3, torch.randn(n, d, generator=g), scale, bias),
+                 f"{n} random pairs, logit_scale {scale}, logit_bias {bias}")]
+
+
+q4 = FunctionKey(
+    reference=sigmoid_loss,
+    cases=_sigmoid_cases,
+    compare=tensor_result(close(rtol=1e-4, atol=1e-5)),
+    mistakes=[
+        Mistake("your labels are 1 and 0; SigLIP's are +1 (matching pair) and -1 (every other "
+                "pair), so that log sigmoid(z * logit) rewards a *low* score for a non-match. "
+                "With 0 a non-matching pair's term is log sigmoid(0), the same whatever its score.",
+                function=_sigmoid_variant(labels01=True)),
+        Mistake("that is CLIP's softmax loss (cross-entropy over rows and columns): SigLIP asks "
+                "every pair its own yes/no question with a sigmoid, no softmax across the batch.",
+                function=_sigmoid_variant(softmax=True)),
+        Mistake("the bias is missing: the logits are logit_scale * cosine + logit_bias.",
+                function=_sigmoid_variant(bias=False)),
+        Mistake("your embeddings are not normalised: the scores are scaled *cosines*, so apply "
+                "`F.normalize(x, dim=-1)` to both first.", function=_sigmoid_variant(normalise=False)),
+        Mistake("you average over all N x N pairs (`.mean()`); the paper sums the pairs and "
+                "divides by the batch size N only.", function=_sigmoid_variant(reduction="mean")),
+        Mistake("you sum over all pairs without dividing: the paper divides the sum by the batch "
+                "size N.", function=_sigmoid_variant(reduction="sum")),
+        Mistake("you exponentiated `logit_scale`: it is already the scale t = exp(t'), so "
+                "multiply the cosines by it as it is.", function=_sigmoid_variant(exp_scale=True)),
+    ],
+    forbidden=["course.losses:siglip_loss", "course.losses:siglip_loss_loop",
+               "course.losses:multi_positive_siglip_loss"],
+    fresh=_fresh_sigmoid_cases,
+)

@@ -215,3 +215,82 @@ q3 = FunctionKey(
     forbidden=["course.metrics:top_k_accuracy", "course.zeroshot:ZeroShotClassifier"],
     fresh=_fresh_topk_cases,
 )
+
+
+def fit_temperature(logits, targets):
+    """The temperature T > 0 minimising the cross-entropy of softmax(logits / T) (Guo et al. 2017)."""
+    import numpy as np
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    logits, targets = np.asarray(logits, dtype=float), np.asarray(targets)
+
+    def nll(log_t):
+        log_probs = log_softmax(logits / np.exp(log_t), axis=1)
+        return -log_probs[np.arange(len(targets)), targets].mean()
+
+    # optimise log T: T stays positive and the search is symmetric in over/under-confidence
+    best = minimize_scalar(nll, bounds=(-6.0, 6.0), method="bounded", options={"xatol": 1e-7})
+    return float(np.exp(best.x))
+
+
+def _temperature_wrong_axis(logits, targets):
+    import numpy as np
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    logits, targets = np.asarray(logits, dtype=float), np.asarray(targets)
+
+    def nll(log_t):  # softmax down each column: over the images, not the classes
+        log_probs = log_softmax(logits / np.exp(log_t), axis=0)
+        return -log_probs[np.arange(len(targets)), targets].mean()
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-6.0, 6.0), method="bounded").x))
+
+
+def _calibration_case(n: int, classes: int, true_t: float, seed: int):
+    """Logits of a model whose confidences are off by ``true_t``: labels drawn from softmax(z / t)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    logits = 12.0 * torch.randn(n, classes, generator=g) * 0.4
+    logits[torch.arange(n), torch.randint(classes, (n,), generator=g)] += 4.0  # a favourite per row
+    targets = torch.multinomial((logits / true_t).softmax(dim=1), 1, generator=g).squeeze(1)
+    return logits, targets
+
+
+def _temperature_cases() -> list[Case]:
+    # the fitted T is far from 1 in every case, so that T, 1/T, log T and "no fit" all differ
+    return [
+        Case(_calibration_case(300, 48, 2.5, 404), "300 over-confident images, 48 classes"),
+        Case(_calibration_case(200, 6, 0.45, 405), "200 under-confident images, 6 classes"),
+        Case(_calibration_case(120, 10, 1.8, 406), "120 images, 10 classes"),
+    ]
+
+
+def _fresh_temperature_cases(rng: random.Random) -> list[Case]:
+    true_t = rng.choice([0.4, 0.6, 2.0, 3.0])
+    n, classes = rng.randint(150, 300), rng.choice([5, 12, 48])
+    return [Case(_calibration_case(n, classes, true_t, rng.randrange(2**31)),
+                 f"{n} random images, {classes} classes")]
+
+
+q4 = FunctionKey(
+    reference=fit_temperature,
+    cases=_temperature_cases,
+    compare=close(rtol=2e-2),  # a grid with steps of 1% or LBFGS both land within it
+    mistakes=[
+        Mistake("your T multiplies the logits; temperature scaling *divides* them "
+                "(probabilities = softmax(logits / T)), so a T fitted as a multiplier is its "
+                "own inverse.", function=lambda logits, targets: 1.0 / fit_temperature(logits, targets)),
+        Mistake("you returned log T: optimising log T keeps T positive, but the answer is "
+                "T = exp(log T).",
+                function=lambda logits, targets: float(np.log(fit_temperature(logits, targets)))),
+        Mistake("you returned T = 1, the logits as they are: nothing was fitted. Minimise the "
+                "cross-entropy of softmax(logits / T) over T.", function=lambda logits, targets: 1.0),
+        Mistake("your softmax runs over the images (each column); the probabilities of one "
+                "image are its row, a softmax over the classes (`dim=1`).",
+                function=_temperature_wrong_axis),
+    ],
+    fresh=_fresh_temperature_cases,
+)

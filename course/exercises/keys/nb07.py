@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import numpy as np
@@ -190,4 +191,73 @@ q3 = FunctionKey(
                 "model, so less forgetting).", function=_ties_to_larger),
     ],
     forbidden=["course.adaptation:choose_alpha"],
+)
+
+
+def coop_prompt(context, bos, class_tokens, eos):
+    """CoOp's input embeddings for one class: [BOS] [V]_1 ... [V]_M <class tokens> [EOS]."""
+    import torch
+
+    return torch.cat([bos[None], context, class_tokens, eos[None]], dim=0)
+
+
+def _prompt_variant(order: str):
+    """The prompt with its pieces in another order or some left out (``order``: letters B, V, C, E)."""
+
+    def prompt(context, bos, class_tokens, eos):
+        import torch
+
+        pieces = {"B": bos[None], "V": context, "C": class_tokens, "E": eos[None],
+                  "M": context.mean(dim=0, keepdim=True)}
+        return torch.cat([pieces[k] for k in order], dim=0)
+
+    return prompt
+
+
+def _prompt_cases() -> list[Case]:
+    import torch
+
+    g = torch.Generator().manual_seed(707)
+    # widths and lengths all differ, so no piece can stand in for another
+    return [
+        Case((torch.randn(4, 6, generator=g), torch.randn(6, generator=g),
+              torch.randn(2, 6, generator=g), torch.randn(6, generator=g)),
+             "4 context vectors, a class name of 2 tokens, width 6"),
+        Case((torch.randn(2, 5, generator=g), torch.randn(5, generator=g),
+              torch.randn(3, 5, generator=g), torch.randn(5, generator=g)),
+             "2 context vectors, a class name of 3 tokens, width 5"),
+        Case((torch.randn(16, 8, generator=g), torch.randn(8, generator=g),
+              torch.randn(1, 8, generator=g), torch.randn(8, generator=g)),
+             "16 context vectors (the paper's), a one-token class name"),
+    ]
+
+
+def _fresh_prompt_cases(rng: random.Random) -> list[Case]:
+    import torch
+
+    g = torch.Generator().manual_seed(rng.randrange(2**31))
+    m, length, width = rng.randint(1, 8), rng.randint(1, 4), rng.choice([4, 8, 16])
+    return [Case((torch.randn(m, width, generator=g), torch.randn(width, generator=g),
+                  torch.randn(length, width, generator=g), torch.randn(width, generator=g)),
+                 f"{m} context vectors, a class name of {length} tokens, width {width}")]
+
+
+q4 = FunctionKey(
+    reference=coop_prompt,
+    cases=_prompt_cases,
+    compare=close(rtol=1e-6, atol=1e-6),
+    mistakes=[
+        Mistake("the class name comes first in your prompt: in CoOp's default the learned "
+                "context stands where 'a photo of a' stood, *before* the class name.",
+                function=_prompt_variant("BCVE")),
+        Mistake("the start token (BOS) is missing: the text tower was trained on sequences "
+                "that begin with it.", function=_prompt_variant("VCE")),
+        Mistake("the end token (EOS) is missing: CLIP's text tower pools the sequence at its "
+                "end token, so the prompt must end with it.", function=_prompt_variant("BVC")),
+        Mistake("the start and end tokens are both missing: the prompt is framed by BOS and EOS "
+                "like any tokenized text.", function=_prompt_variant("VC")),
+        Mistake("you averaged the context vectors into one: each of the M vectors takes its own "
+                "position in the prompt.", function=_prompt_variant("BMCE")),
+    ],
+    fresh=_fresh_prompt_cases,
 )
