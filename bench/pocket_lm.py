@@ -153,6 +153,29 @@ def words_table(models: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def text_bound(clip: Any) -> dict[str, Any]:
+    """The text-only upper bound of paraphrase zero-shot for ``clip``'s text space.
+
+    If every image landed exactly on its class's course-word prompt ("a photo of a red
+    circle."), an image of class ``c`` would be classified by the paraphrase prompt nearest to
+    that prompt. The fraction of the 48 classes for which that is the right one bounds what any
+    image head can reach with this text tower (one template), without images.
+    """
+    from course import encode_texts
+
+    course_text = encode_texts(clip, _prompts(shapes.class_names()))
+    out: dict[str, Any] = {}
+    for kind in ("colour", "shape", "both"):
+        for part_name, part in (("dev", DEV), ("held_out", HELD_OUT)):
+            hits = n = 0
+            for variant in paraphrase_names(kind, part):
+                para = encode_texts(clip, _prompts(variant))
+                hits += int(((course_text @ para.T).argmax(-1) == torch.arange(48)).sum())
+                n += 48
+            out[f"{kind}_{part_name}"] = _est(metrics.proportion(hits, n))
+    return out
+
+
 def _est(e: metrics.Estimate) -> dict[str, float]:
     return {"value": round(float(e), 4), "low": round(e.low, 4), "high": round(e.high, 4),
             "n": int(e.n)}
@@ -387,6 +410,10 @@ def run(quick: bool = False, with_words: bool = True, with_curve: bool = True,
         print(f"## pocket vs pocket-lm, 48-way zero-shot, {N_TEST} fresh images (chance 2.1%)\n")
         print(common.table(["class names", *models], rows))
         results["words"] = table
+        results["text_bound"] = {m: text_bound(clip) for m, clip in models.items()}
+        print("\ntext-only upper bound (each image exactly on its course-word prompt):")
+        for m, bound in results["text_bound"].items():
+            print(f"  {m}: " + ", ".join(f"{k} {v['value']:.1%}" for k, v in bound.items()))
         results["words_run"] = {"seconds": round(time.perf_counter() - start, 1),
                                 "load_average": round(load, 1)}
     if with_curve:

@@ -414,9 +414,11 @@ print(f"stop at step {stop}; validation loss there {val_loss[stop]:.3f}, at the 
 # learning the text side from scratch? The course's benchmark (`python -m bench.pocket_lm`)
 # trained both, with the **same frozen image tower** (pocket's) and the same steps and batch,
 # on growing numbers of Shapes pairs, and scored 48-way zero-shot on fresh images, with the
-# course's words and with paraphrases no caption contained. Training them all takes minutes
-# on a CPU, so this cell **loads the stored results** of that run rather than training live;
-# the error bars are 95% Wilson intervals (`course.metrics.wilson_interval`).
+# course's words and with paraphrases no caption contained (the bench's held-out word lists:
+# colour, shape and both words replaced, pooled). Training them all takes many minutes on a
+# CPU, so this cell **loads the stored results** of that run rather than training live; each
+# point pools the training seeds printed below, and the error bars are 95% Wilson intervals
+# (`course.metrics.wilson_interval`) over the test images.
 
 # %%
 import json
@@ -426,6 +428,8 @@ import course.pocket
 
 stored = Path(course.pocket.__file__).parent / "pocket_lm_bench.json"
 curve = json.loads(stored.read_text())["curve"]
+print(f"stored results of `python -m bench.pocket_lm`: {curve['steps']} steps per point, "
+      f"training seeds {curve['seeds']}")
 fig, ax = plt.subplots(figsize=(6, 3.6))
 for arm, label, colour in (("lm", "frozen pre-trained language model", "tab:blue"),
                            ("scratch", "text tower from scratch", "tab:orange")):
