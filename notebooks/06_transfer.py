@@ -448,11 +448,14 @@ plt.show()
 
 # %% [markdown]
 # Read the printed lines and the plot from left to right. Two questions: with few pairs, which
-# text tower reaches the course's words sooner? And on the paraphrases, can the tower trained
-# from scratch ever leave chance, however many pairs it gets? Its vocabulary is the captions'
-# and nothing else; the language model brings everything else it knows for free. That is the
-# promise of transfer across modalities, measured: pre-training on one modality (text) lets the
-# joint model learn from fewer pairs and beyond them.
+# text tower reaches the course's words sooner? And on the paraphrases, does more data close the
+# gap? The tower trained from scratch knows the captions' words and nothing else: on a
+# paraphrase it can only use the one course word that a colour-only or shape-only paraphrase
+# keeps, and more pairs of the same captions teach it no new word. The language model brings
+# what it read in English text for free, from the smallest number of pairs. That is the promise
+# of transfer across modalities, measured: pre-training on one modality (text) lets the joint
+# model learn from fewer pairs and beyond them, as far as the language model itself knows the
+# words (the README's pocket-lm section gives its text-only bound).
 
 # %% [markdown]
 # ## Summary
