@@ -232,11 +232,11 @@ def test_fitting_the_projections_is_deterministic_for_a_seed():
     for _ in range(2):
         torch.manual_seed(0)
         heads = Heads()
-        losses = fit_projections(heads, images, texts, groups, config)  # type: ignore[arg-type]
+        losses = fit_projections(heads, images, texts, groups, config)
         states.append((losses, heads.state_dict()))
     assert states[0][0] == states[1][0]
     assert all(torch.equal(states[0][1][k], states[1][1][k]) for k in states[0][1])
     changed = PocketLMTrainConfig(steps=20, batch_size=16, seed=4)
     torch.manual_seed(0)
     other = Heads()
-    assert fit_projections(other, images, texts, groups, changed) != states[0][0]  # type: ignore[arg-type]
+    assert fit_projections(other, images, texts, groups, changed) != states[0][0]
