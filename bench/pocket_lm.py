@@ -42,8 +42,12 @@ HERE = Path(__file__).parent
 # inside the package, so that notebook 06 finds it in a learner's copy too (no bench/ there)
 RESULTS = HERE.parent / "course" / "pocket" / "pocket_lm_bench.json"
 PLOT = HERE / "pocket_lm.png"
-CURVE_PAIRS = (250, 1000, 4000, 16000)
+CURVE_PAIRS = (1000, 4000, 16000)
 CURVE_STEPS = 400
+CURVE_SEEDS = (0, 1, 2)
+POOL_SEED = 1  # the training pool of the curve (its first 8,000 pairs are pocket-lm's own)
+#: image-tower outputs of the curve's images, reused across runs, sizes and seeds
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "course" / "bench"
 
 #: Other English words for each colour; none occurs in a training caption.
 COLOR_WORDS: dict[str, list[str]] = {
@@ -149,16 +153,43 @@ def words_table(models: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def text_bound(clip: Any) -> dict[str, Any]:
+    """The text-only upper bound of paraphrase zero-shot for ``clip``'s text space.
+
+    If every image landed exactly on its class's course-word prompt ("a photo of a red
+    circle."), an image of class ``c`` would be classified by the paraphrase prompt nearest to
+    that prompt. The fraction of the 48 classes for which that is the right one bounds what any
+    image head can reach with this text tower (one template), without images.
+    """
+    from course import encode_texts
+
+    course_text = encode_texts(clip, _prompts(shapes.class_names()))
+    out: dict[str, Any] = {}
+    for kind in ("colour", "shape", "both"):
+        for part_name, part in (("dev", DEV), ("held_out", HELD_OUT)):
+            hits = n = 0
+            for variant in paraphrase_names(kind, part):
+                para = encode_texts(clip, _prompts(variant))
+                hits += int(((course_text @ para.T).argmax(-1) == torch.arange(48)).sum())
+                n += 48
+            out[f"{kind}_{part_name}"] = _est(metrics.proportion(hits, n))
+    return out
+
+
 def _est(e: metrics.Estimate) -> dict[str, float]:
     return {"value": round(float(e), 4), "low": round(e.low, 4), "high": round(e.high, 4),
             "n": int(e.n)}
 
 
-def curve(pairs: tuple[int, ...] = CURVE_PAIRS, steps: int = CURVE_STEPS) -> dict[str, Any]:
+def curve(pairs: tuple[int, ...] = CURVE_PAIRS, steps: int = CURVE_STEPS,
+          seeds: tuple[int, ...] = CURVE_SEEDS) -> dict[str, Any]:
     """Zero-shot accuracy against training pairs: frozen language model vs text tower from scratch.
 
-    Both arms share pocket's frozen image tower (its outputs cached once) and get the same
-    steps, batch size and learning-rate schedule; only the text side differs.
+    Both arms share pocket's frozen image tower (its outputs for one pool of pairs cached once
+    and reused, as prefixes, by every size and seed) and get the same steps, batch size and
+    learning-rate schedule; only the text side differs. Each (arm, size) is trained once per
+    seed (head initialisation and batch order); a point pools the seeds' hits on the fresh
+    test images (Wilson interval) and keeps each seed's figure.
     """
     from course.models.pocket_lm import PocketLMModel
     from course.pocket import train_lm
@@ -168,37 +199,85 @@ def curve(pairs: tuple[int, ...] = CURVE_PAIRS, steps: int = CURVE_STEPS) -> dic
     names = shapes.class_names()
     test = shapes.generate(N_TEST, seed=TEST_SEED)
     targets = np.asarray(test.targets(names))
-    data = train_lm.training_pairs(max(pairs), seed=7)
-    image_x = train_lm.vision_embeds(base, data.images)
-    test_x = train_lm.vision_embeds(base, test.images)
+    test_x = _cached_embeds(base, f"test-{TEST_SEED}", N_TEST, lambda n: test.images[:n])
+    data = train_lm.training_pairs(max(pairs), seed=POOL_SEED)  # rendering is cheap, embedding not
     course_prompts = _prompts(names)
-    para_prompts = [p for v in paraphrase_names("both", HELD_OUT) for p in _prompts(v)]
+    para_prompts = [p for kind in ("colour", "shape", "both")
+                    for v in paraphrase_names(kind, HELD_OUT) for p in _prompts(v)]
     pocket_tok = __import__("course").load_clip("pocket", device="cpu").processor.tokenizer
-    results: dict[str, Any] = {"pairs": list(pairs), "steps": steps, "lm": [], "scratch": []}
+    results: dict[str, Any] = {"pairs": list(pairs), "steps": steps, "seeds": list(seeds),
+                               "paraphrases": "held-out words, colour, shape and both replaced",
+                               "lm": [], "scratch": []}
     every_caption = list(dict.fromkeys(data.captions))
     every_sentence = train_lm.sentence_embeds(base, every_caption)  # the text tower is frozen
     row_of = {c: k for k, c in enumerate(every_caption)}
+    label_of = dict(zip(data.captions, data.labels, strict=True))
     for n in pairs:
+        image_x = _cached_embeds(base, f"pool-{POOL_SEED}", n, lambda k: data.images[:k])
         captions = list(dict.fromkeys(data.captions[:n]))
         index = {c: k for k, c in enumerate(captions)}
         groups = torch.tensor([index[c] for c in data.captions[:n]])
         sentences = every_sentence[[row_of[c] for c in captions]]
-        config = train_lm.PocketLMTrainConfig(pairs=n, steps=steps)
-        # frozen language model: sentence embeddings once, projections fitted
-        torch.manual_seed(0)
-        lm_model = PocketLMModel(base.model.config, base.model.text_model)
-        lm_model.load_state_dict(base.model.state_dict())
-        train_lm.fit_projections(lm_model, image_x[:n], sentences, groups, config)
-        lm_clip = base.with_model(lm_model.eval(), "lm")
-        results["lm"].append(_curve_point(lm_clip, test_x, targets, course_prompts, para_prompts,
-                                          lambda m, x: m.image_projection(x)))
-        # text transformer of pocket's shape, from scratch, on the same pairs and steps
-        results["scratch"].append(_scratch_point(pocket_tok, image_x[:n], captions, groups,
-                                                 test_x, targets, course_prompts, para_prompts,
-                                                 config, POCKET_TEMPLATES))
-        print(f"  {n:>6} pairs: frozen LM {results['lm'][-1]['course']['value']:.1%}, "
-              f"scratch {results['scratch'][-1]['course']['value']:.1%}", flush=True)
+        points: dict[str, list[dict[str, Any]]] = {"lm": [], "scratch": []}
+        for seed in seeds:
+            config = train_lm.PocketLMTrainConfig(pairs=n, steps=steps, seed=seed)
+            # frozen language model: sentence embeddings once, projections fitted
+            torch.manual_seed(seed)
+            lm_model = PocketLMModel(base.model.config, base.model.text_model)
+            lm_model.load_state_dict(base.model.state_dict())
+            train_lm.set_text_projection(lm_model, sentences,
+                                         [label_of[c].color for c in captions],
+                                         [label_of[c].shape for c in captions], config)
+            train_lm.fit_projections(lm_model, image_x[:n], sentences, groups, config)
+            lm_clip = base.with_model(lm_model.eval(), "lm")
+            points["lm"].append(_curve_point(lm_clip, test_x, targets, course_prompts,
+                                             para_prompts, lambda m, x: m.image_projection(x)))
+            # text transformer of pocket's shape, from scratch, on the same pairs and steps
+            points["scratch"].append(_scratch_point(pocket_tok, image_x[:n], captions, groups,
+                                                    test_x, targets, course_prompts,
+                                                    para_prompts, config, POCKET_TEMPLATES))
+        for arm in ("lm", "scratch"):
+            results[arm].append({kind: _pooled([p[kind] for p in points[arm]])
+                                 for kind in ("course", "paraphrase")}
+                                | {"per_seed": points[arm]})
+        print(f"  {n:>6} pairs: frozen LM {results['lm'][-1]['course']['value']:.1%} course, "
+              f"{results['lm'][-1]['paraphrase']['value']:.1%} paraphrases; scratch "
+              f"{results['scratch'][-1]['course']['value']:.1%}, "
+              f"{results['scratch'][-1]['paraphrase']['value']:.1%}", flush=True)
     return results
+
+
+def _cached_embeds(clip: Any, key: str, n: int, images: Any) -> torch.Tensor:
+    """The frozen image tower's outputs for the first ``n`` images of a pool, cached on disk.
+
+    Shapes images are drawn one by one from ``(seed, index)``, so the first ``n`` images of a
+    pool do not depend on its size: a cache of ``k < n`` embeddings is extended by the
+    ``n - k`` new ones only. The key includes the image tower's weights checksum.
+    """
+    import hashlib
+
+    from course.models import POCKET_DIR
+
+    digest = hashlib.sha256((POCKET_DIR / "model.safetensors").read_bytes()).hexdigest()[:12]
+    path = CACHE / f"{key}-{digest}.pt"
+    cached = torch.load(path) if path.is_file() else torch.empty(0)
+    if len(cached) < n:
+        start = time.perf_counter()
+        from course.pocket import train_lm
+
+        new = train_lm.vision_embeds(clip, images(n)[len(cached):])
+        cached = torch.cat([cached.reshape(-1, new.shape[1]), new])
+        CACHE.mkdir(parents=True, exist_ok=True)
+        torch.save(cached, path)
+        print(f"  embedded {len(new)} images of {key} ({time.perf_counter() - start:.0f} s; "
+              f"cached in {path})", flush=True)
+    return cached[:n]
+
+
+def _pooled(estimates: list[dict[str, float]]) -> dict[str, float]:
+    """Hits pooled over seeds (each seed scored on the same images), Wilson interval."""
+    hits = sum(round(e["value"] * e["n"]) for e in estimates)
+    return _est(metrics.proportion(hits, sum(int(e["n"]) for e in estimates)))
 
 
 def _accuracy_of(image_embeds: torch.Tensor, text_embeds: torch.Tensor, targets: np.ndarray,
@@ -232,7 +311,7 @@ def _scratch_point(tokenizer: Any, image_x: torch.Tensor, captions: list[str],
     from course.losses import multi_positive_clip_loss
     from course.optim import MAX_LOGIT_SCALE
 
-    torch.manual_seed(0)
+    torch.manual_seed(config.seed)
     text = CLIPTextModelWithProjection(CLIPTextConfig(
         vocab_size=len(tokenizer), hidden_size=128, intermediate_size=512, num_hidden_layers=3,
         num_attention_heads=4, max_position_embeddings=32, projection_dim=config.projection_dim,
@@ -307,7 +386,8 @@ def plot(results: dict[str, Any], path: Path = PLOT) -> Path:
 
 
 def run(quick: bool = False, with_words: bool = True, with_curve: bool = True,
-        pairs: tuple[int, ...] = CURVE_PAIRS, steps: int = CURVE_STEPS) -> dict[str, Any]:
+        pairs: tuple[int, ...] = CURVE_PAIRS, steps: int = CURVE_STEPS,
+        seeds: tuple[int, ...] = CURVE_SEEDS) -> dict[str, Any]:
     """Print the tables and store the results in :data:`RESULTS` (and the plot in :data:`PLOT`).
 
     A run of one part keeps the other part's stored results.
@@ -330,13 +410,17 @@ def run(quick: bool = False, with_words: bool = True, with_curve: bool = True,
         print(f"## pocket vs pocket-lm, 48-way zero-shot, {N_TEST} fresh images (chance 2.1%)\n")
         print(common.table(["class names", *models], rows))
         results["words"] = table
+        results["text_bound"] = {m: text_bound(clip) for m, clip in models.items()}
+        print("\ntext-only upper bound (each image exactly on its course-word prompt):")
+        for m, bound in results["text_bound"].items():
+            print(f"  {m}: " + ", ".join(f"{k} {v['value']:.1%}" for k, v in bound.items()))
         results["words_run"] = {"seconds": round(time.perf_counter() - start, 1),
                                 "load_average": round(load, 1)}
     if with_curve:
         start = time.perf_counter()
-        pairs, steps = (pairs[:2], 100) if quick else (pairs, steps)
+        pairs, steps, seeds = (pairs[:2], 100, seeds[:1]) if quick else (pairs, steps, seeds)
         print("\n## data efficiency (same frozen image tower, same steps)\n", flush=True)
-        results["curve"] = curve(pairs, steps=steps)
+        results["curve"] = curve(pairs, steps=steps, seeds=seeds)
         results["curve_run"] = {"seconds": round(time.perf_counter() - start, 1),
                                 "load_average": round(load, 1)}
     if not quick:
@@ -356,11 +440,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, nargs="+", default=list(CURVE_PAIRS),
                         help="training-pair counts of the curve")
     parser.add_argument("--steps", type=int, default=CURVE_STEPS, help="steps per curve point")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(CURVE_SEEDS),
+                        help="training seeds of each curve point")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)  # small ops: see course.pocket.train_lm.fit_projections
     run(quick=args.quick, with_words=not args.no_words, with_curve=not args.no_curve,
-        pairs=tuple(args.pairs), steps=args.steps)
+        pairs=tuple(args.pairs), steps=args.steps, seeds=tuple(args.seeds))
     return 0
 
 

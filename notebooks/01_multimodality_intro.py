@@ -129,7 +129,7 @@ show_figure(draw_two_towers(), "Diagram: an image goes through the image encoder
 # | vocabulary it has seen | essentially the English of the web | 8 colours, 6 shapes, sizes and positions | paired with images: pocket's words; its text tower, a language model pre-trained on English sentences alone, has read far more |
 # | images it knows | photos, drawings, screenshots of the web | coloured shapes | coloured shapes (pocket's image tower) |
 # | size | about 150 M parameters | about 1.5 M parameters | pocket's image tower + a small pre-trained language model (all-MiniLM-L6-v2), frozen |
-# | training | 32 epochs, batches of 32,768 pairs, hundreds of GPUs for days | tens of minutes on a laptop CPU | only two projections, fitted in minutes |
+# | training | 32 epochs, batches of 32,768 pairs, hundreds of GPUs for days | tens of minutes on a laptop CPU | only an image projection, fitted in minutes (the text projection is computed from the captions, not trained) |
 #
 # So which model knows what? CLIP knows photos and English. Pocket knows shapes and only the
 # words it was shown with them. pocket-lm knows the same shapes but reads English: words that

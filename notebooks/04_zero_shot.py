@@ -269,9 +269,9 @@ print(f"held-out pairs,  8-way: {only_heldout.evaluate(heldout_embeds, heldout_t
 # read is another. pocket's tokenizer and text tower were built from the course's captions
 # alone, so "scarlet" or "a plus sign" is noise to it. `pocket-lm` keeps a Shapes-trained
 # image tower but reads text with a real pre-trained language model (all-MiniLM-L6-v2, frozen;
-# only a projection was trained, on the very same course captions). Below, both models classify
-# the same images twice: with the course's words, and with a paraphrase of every class whose
-# colour and shape words occur in **no** training caption. Chance is 1 in 48.
+# only an image projection was trained, on the very same course captions). Below, both models
+# classify the same images twice: with the course's words, and with a paraphrase of every
+# class whose colour and shape words occur in **no** training caption. Chance is 1 in 48.
 
 # %%
 pocket = clip if clip.name == "pocket" else course.load_clip("pocket")

@@ -430,9 +430,11 @@ print(f"stop at step {stop}; validation loss there {val_loss[stop]:.3f}, at the 
 # learning the text side from scratch? The course's benchmark (`python -m bench.pocket_lm`)
 # trained both, with the **same frozen image tower** (pocket's) and the same steps and batch,
 # on growing numbers of Shapes pairs, and scored 48-way zero-shot on fresh images, with the
-# course's words and with paraphrases no caption contained. Training them all takes minutes
-# on a CPU, so this cell **loads the stored results** of that run rather than training live;
-# the error bars are 95% Wilson intervals (`course.metrics.wilson_interval`).
+# course's words and with paraphrases no caption contained (the bench's held-out word lists:
+# colour, shape and both words replaced, pooled). Training them all takes many minutes on a
+# CPU, so this cell **loads the stored results** of that run rather than training live; each
+# point pools the training seeds printed below, and the error bars are 95% Wilson intervals
+# (`course.metrics.wilson_interval`) over the test images.
 
 # %%
 import json
@@ -442,6 +444,8 @@ import course.pocket
 
 stored = Path(course.pocket.__file__).parent / "pocket_lm_bench.json"
 curve = json.loads(stored.read_text())["curve"]
+print(f"stored results of `python -m bench.pocket_lm`: {curve['steps']} steps per point, "
+      f"training seeds {curve['seeds']}")
 fig, ax = plt.subplots(figsize=(7, 3.4))
 for arm, label, colour in (("lm", "frozen pre-trained language model", "tab:blue"),
                            ("scratch", "text tower from scratch", "tab:orange")):
@@ -466,11 +470,14 @@ show_figure(fig, "Line chart with 95% intervals of 48-way zero-shot accuracy aga
 
 # %% [markdown]
 # Read the printed lines and the plot from left to right. Two questions: with few pairs, which
-# text tower reaches the course's words sooner? And on the paraphrases, can the tower trained
-# from scratch ever leave chance, however many pairs it gets? Its vocabulary is the captions'
-# and nothing else; the language model brings everything else it knows for free. That is the
-# promise of transfer across modalities, measured: pre-training on one modality (text) lets the
-# joint model learn from fewer pairs and beyond them.
+# text tower reaches the course's words sooner? And on the paraphrases, does more data close the
+# gap? The tower trained from scratch knows the captions' words and nothing else: on a
+# paraphrase it can only use the one course word that a colour-only or shape-only paraphrase
+# keeps, and more pairs of the same captions teach it no new word. The language model brings
+# what it read in English text for free, from the smallest number of pairs. That is the promise
+# of transfer across modalities, measured: pre-training on one modality (text) lets the joint
+# model learn from fewer pairs and beyond them, as far as the language model itself knows the
+# words (the README's pocket-lm section gives its text-only bound).
 
 # %% [markdown]
 # ## Summary

@@ -15,7 +15,7 @@ from course.models import POCKET_LM_DIR, ModelNotAvailableError, backend_for, po
 
 #: sha256 of the shipped weights; retraining (`course train-pocket --model pocket-lm`) changes it,
 #: and then this line must change with the new training.json in the same commit.
-WEIGHTS_SHA256 = "2b482462b702ed3b1a7137c659174c5d07dfdc786f57233f88a725db81639d4d"
+WEIGHTS_SHA256 = "a3a78a9a2e556c03b48544a13db72d80c6b60b89041da18691cc27726c57f965"
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +181,62 @@ def test_bench_paraphrases_use_no_word_of_any_training_caption():
                 assert not {p for p in pieces if len(p) > 2} & seen, phrase
     both = bench.paraphrase_names("both", bench.HELD_OUT)
     assert len(both) == 3 and all(len(v) == 48 and len(set(v)) == 48 for v in both)
+
+
+def test_course_text_projection_centres_and_amplifies_only_colour_and_shape_directions():
+    from course.pocket.train_lm import course_text_projection
+
+    torch.manual_seed(0)
+    dim = 16
+    # colour and shape directions orthogonal, as the course's words roughly are
+    template, red, blue, circle, star, other = torch.linalg.qr(torch.randn(dim, 6)).Q.T * 3
+    colours, shape_names, rows = [], [], []
+    for c, cv in (("red", red), ("blue", blue)):
+        for s, sv in (("circle", circle), ("star", star)):
+            for k in range(3):  # three captions (templates) per class
+                colours.append(c)
+                shape_names.append(s)
+                rows.append(template + cv + sv + 0.1 * k * other)
+    sentences = torch.stack(rows)
+    weight, bias = course_text_projection(sentences, colours, shape_names, 8.0, 4.0)
+    project = lambda x: x @ weight.T + bias
+    assert torch.allclose(project(sentences.mean(0)), torch.zeros(dim), atol=1e-5)
+    colour_axis = F.normalize(red - blue, dim=0)
+    shape_axis = F.normalize(circle - star, dim=0)
+    # the colour difference is stretched 1 + 8 times, the shape difference 1 + 4 times ...
+    assert torch.allclose(colour_axis @ weight, (1 + 8.0) * colour_axis, atol=1e-4)
+    assert torch.allclose(shape_axis @ weight, (1 + 4.0) * shape_axis, atol=1e-4)
+    # ... and a direction orthogonal to both (size, position, template) is left as it is
+    rest = torch.randn(dim)
+    rest -= (rest @ colour_axis) * colour_axis
+    rest -= (rest @ shape_axis) * shape_axis
+    assert torch.allclose(rest @ weight, rest, atol=1e-4)
+    none, _ = course_text_projection(sentences, colours, shape_names, 0.0, 0.0)
+    assert torch.equal(none, torch.eye(dim))
+
+
+def test_fitting_the_projections_is_deterministic_for_a_seed():
+    from course.pocket.train_lm import PocketLMTrainConfig, fit_projections
+
+    class Heads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.image_projection = torch.nn.Linear(8, 4)
+            self.text_projection = torch.nn.Linear(4, 4)
+            self.logit_scale = torch.nn.Parameter(torch.tensor(2.6592))
+
+    images, texts = torch.randn(64, 8), torch.randn(6, 4)
+    groups = torch.arange(64) % 6
+    config = PocketLMTrainConfig(steps=20, batch_size=16, seed=3)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        heads = Heads()
+        losses = fit_projections(heads, images, texts, groups, config)
+        states.append((losses, heads.state_dict()))
+    assert states[0][0] == states[1][0]
+    assert all(torch.equal(states[0][1][k], states[1][1][k]) for k in states[0][1])
+    changed = PocketLMTrainConfig(steps=20, batch_size=16, seed=4)
+    torch.manual_seed(0)
+    other = Heads()
+    assert fit_projections(other, images, texts, groups, changed) != states[0][0]
