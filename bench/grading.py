@@ -10,7 +10,7 @@
 3. ``python -m bench.grading --estimate`` also grades one solved copy of each course notebook
    (minutes: 03, 06 and 07 train live) and writes down the wall time of 200 students x 7
    notebooks on N workers, with its assumptions;
-4. ``python -m bench.grading --budgets [--quiet-only | --busy-only]`` grades one solved copy of
+4. ``python -m bench.grading --budgets [--quiet-only | --busy-only] [--jobs 1,2]`` grades one solved copy of
    each course notebook with the default options at ``--jobs 1`` and ``--jobs 2``, on the
    machine as it is ("quiet": nothing of the bench's beside it) and beside two busy processes
    ("busy"): wall and CPU seconds per notebook, the costliest cell's CPU seconds, the ratios
@@ -308,6 +308,8 @@ def measure_budgets(conditions: Sequence[str] = CONDITIONS,
                     print(f"graded {len(notebooks)} notebooks, {condition}, --jobs {j}: "
                           f"{wall:.0f} s (load average {before:.1f} before, "
                           f"{os.getloadavg()[0]:.1f} after)", flush=True)
+                    # the tables so far: a run stopped later loses no measured setting
+                    print(f"\n{budget_tables(figures)}\n", flush=True)
             finally:
                 for hog in hogs:
                     hog.kill()
@@ -371,17 +373,17 @@ def _total_cpu(figure: dict) -> float:
     return sum(r.get("cpu_seconds", 0.0) for r in figure["notebooks"].values())
 
 
-def run_budgets(conditions: Sequence[str] = CONDITIONS) -> dict[tuple[str, int], dict]:
+def run_budgets(conditions: Sequence[str] = CONDITIONS,
+                jobs: Sequence[int] = JOBS) -> dict[tuple[str, int], dict]:
     """Measure and print the budgets tables, with the command that reruns them."""
     only = {("quiet",): " --quiet-only", ("busy",): " --busy-only"}.get(tuple(conditions), "")
+    if tuple(jobs) != JOBS:
+        only += f" --jobs {','.join(map(str, jobs))}"
     print(f"## Grading budgets: each course notebook, default options\n\n"
           f"`python -m bench.grading --budgets{only}` ({len(manifest.NOTEBOOKS)} solved "
           f"notebooks per setting; busy = beside two processes spinning on the CPU; "
           f"load average at start {os.getloadavg()[0]:.1f})\n", flush=True)
-    figures = measure_budgets(conditions)
-    print()
-    print(budget_tables(figures))
-    return figures
+    return measure_budgets(conditions, jobs)
 
 
 def run(quick: bool = False, with_estimate: bool = False) -> dict[str, float]:
@@ -404,7 +406,10 @@ def run(quick: bool = False, with_estimate: bool = False) -> dict[str, float]:
 
 if __name__ == "__main__":
     if "--budgets" in sys.argv:
+        # --jobs 1,2 (the default) or one of them
+        given = sys.argv[sys.argv.index("--jobs") + 1] if "--jobs" in sys.argv else ""
         run_budgets(("quiet",) if "--quiet-only" in sys.argv else ("busy",)
-                    if "--busy-only" in sys.argv else CONDITIONS)
+                    if "--busy-only" in sys.argv else CONDITIONS,
+                    tuple(int(j) for j in given.split(",")) if given else JOBS)
     else:
         run(quick="--quick" in sys.argv, with_estimate="--estimate" in sys.argv)

@@ -260,11 +260,15 @@ def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str
             manifest.append(protocol.manifest_entry(exercise, chosen))
         plaindata.dump({"exercises": manifest}, scratch / "manifest.json")
         nonce = secrets.token_hex(16)
-        # The grader's own cell is not held to the learner's cell timeout: it may run every case
-        # of every function exercise up to its time limit, with each input variant.
-        collector_timeout = 60 + sum(
+        # The grader's own cell and the replay are not held to the learner's cell timeout: they
+        # may run every case of every function exercise up to its time limit, with each input
+        # variant, after a process start and imports. Each case is held to CPU seconds (a
+        # looping answer stops there); this wall-clock backstop only ends one that waits, so it
+        # is WALL_FACTOR times the CPU it allows: on a machine loaded 10 deep an honest replay
+        # gets a tenth of a core, and must still finish (the run's CPU budget bounds it too).
+        collector_timeout = protocol.WALL_FACTOR * (60 + sum(
             e["time_limit"] * len(e["inputs"]) * (1 + len(e["variants"]))
-            for e in manifest if e["kind"] == "function")
+            for e in manifest if e["kind"] == "function"))
         job = {"notebook": str(scratch / "work" / "submission.ipynb"),
                "cwd": str(scratch / "work"), "result": str(scratch / "result.json"),
                # a cell is held to its CPU budget; the wall clock only stops a run that waits
