@@ -117,6 +117,26 @@ def test_fingerprint_recognises_a_pickled_copy_of_the_code():
     assert replay.fingerprint(honest.__code__) not in known
 
 
+def test_code_python_generates_is_no_fingerprint_of_a_forbidden_class():
+    """A dataclass's generated __init__/__eq__ exist alike in the guarded copy, and its __repr__
+    is dataclasses.py's wrapper of every dataclass: as fingerprints they accused an honest
+    pick_alpha (nb07.q3, replayed after nb07.q2 imported TipAdapter) of carrying TipAdapter."""
+    import dataclasses
+
+    from course.adaptation import TipAdapter
+
+    known = replay.fingerprints(["course.adaptation:TipAdapter"])
+    assert replay.fingerprint(TipAdapter.tune.__code__) in known  # the course's own code stays
+    for generated in (TipAdapter.__init__, TipAdapter.__eq__, TipAdapter.__repr__):
+        assert replay.fingerprint(generated.__code__) not in known
+
+    @dataclasses.dataclass
+    class Unrelated:
+        x: int = 0
+
+    assert replay.fingerprint(Unrelated.__repr__.__code__) not in known
+
+
 @pytest.mark.parametrize("how", sorted(BORROWED))
 def test_a_borrowed_answer_fails_check(how):
     result = nb03.q1.check(_define(BORROWED[how])["symmetric_clip_loss"])
