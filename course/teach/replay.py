@@ -149,12 +149,19 @@ def fingerprints(forbidden: Sequence[str]) -> dict[str, str]:
 def _carried_copies(known: dict[str, str]) -> set[str]:
     """Labels of the real implementations whose code is alive in this process (a copy that came
     along with an answer: this process's own copies are guards, with other code)."""
+    import course
+
     seen: set[str] = set()
     if not known:
         return seen
+    # This process's own course (the guarded copy) is no carried copy, though some of its code
+    # equals a forbidden function's: ApproximateIndex.search_text is EmbeddingIndex's, line for
+    # line, and is not guarded (it accused every solved nb05 answer of using EmbeddingIndex).
+    own = str(Path(course.__file__).resolve().parent) + os.sep
     for holder in gc.get_objects():
         for item in gc.get_referents(holder):
-            if type(item) is CodeType:  # not isinstance: no lazy module may be woken
+            # not isinstance: no lazy module may be woken
+            if type(item) is CodeType and not item.co_filename.startswith(own):
                 for code in _codes_within(item):
                     label = known.get(fingerprint(code))
                     if label:
