@@ -9,7 +9,12 @@
    ``dask worker --nthreads 1``): wall time, their ratio, and the cluster's overhead per task;
 3. ``python -m bench.grading --estimate`` also grades one solved copy of each course notebook
    (minutes: 03, 06 and 07 train live) and writes down the wall time of 200 students x 7
-   notebooks on N workers, with its assumptions.
+   notebooks on N workers, with its assumptions;
+4. ``python -m bench.grading --budgets [--quiet-only | --busy-only] [--jobs 1,2]`` grades one solved copy of
+   each course notebook with the default options at ``--jobs 1`` and ``--jobs 2``, on the
+   machine as it is ("quiet": nothing of the bench's beside it) and beside two busy processes
+   ("busy"): wall and CPU seconds per notebook, the costliest cell's CPU seconds, the ratios
+   busy/quiet and jobs 2/jobs 1, and the default budgets against the measured maxima.
 
 Each batch runs as the real ``course grade`` command.
 """
@@ -239,6 +244,148 @@ def per_notebook_times() -> dict[str, float]:
     return times
 
 
+# -- the default budgets against what grading costs, quiet and busy -----------------------------
+
+#: A competing load: a Python process that spins on the CPU (two of them make "busy").
+SPIN = "import time\nend = time.time() + 7200\nwhile time.time() < end:\n    pass\n"
+CONDITIONS = ("quiet", "busy")
+JOBS = (1, 2)
+
+
+def _journal_rows(out: Path) -> dict[str, dict]:
+    """Each notebook's result in the journal beside ``out`` (stem -> TaskResult fields)."""
+    import json
+    import sqlite3
+
+    with sqlite3.connect(out.with_name(f"{out.stem}.journal.sqlite")) as db:
+        return {notebook: json.loads(result)
+                for notebook, result in db.execute("SELECT notebook, result FROM verdicts")}
+
+
+def _grade_budgets(subs: Path, out: Path, jobs: int) -> tuple[float, dict[str, dict]]:
+    """``course grade`` with its default budgets and sandbox at ``jobs``: (wall seconds, each
+    notebook's result); raises unless every answer is correct and every run "ok"."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "course", "grade", str(subs), "--out", str(out),
+                           "--jobs", str(jobs), "--no-progress"],
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - start
+    rows = list(csv.DictReader(out.open())) if out.exists() else []
+    bad = [(r["notebook"], r["exercise"], r["outcome"], r["notebook_status"]) for r in rows
+           if r["outcome"] != "correct" or r["notebook_status"] != "ok"]
+    if done.returncode != 0 or bad or not rows:
+        raise RuntimeError(f"course grade --jobs {jobs} did not grade every solved answer correct "
+                           f"with no cell error: {bad}\n{done.stderr[-2000:]}")
+    return wall, _journal_rows(out)
+
+
+def measure_budgets(conditions: Sequence[str] = CONDITIONS,
+                    jobs: Sequence[int] = JOBS) -> dict[tuple[str, int], dict]:
+    """Grade one solved copy of each course notebook under each condition and ``--jobs``.
+
+    Returns ``{(condition, jobs): {"wall": s, "load": (before, after), "notebooks": {stem:
+    result}}}``; "busy" runs beside two processes spinning on the CPU, started and killed here.
+    """
+    from course.instructor import solve
+
+    figures: dict[tuple[str, int], dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-budgets-") as scratch:
+        root = Path(scratch)
+        solved = solve([n.path() for n in manifest.NOTEBOOKS], root / "solved")
+        (root / "subs" / "solver").mkdir(parents=True)
+        for path in solved:
+            (root / "subs" / "solver" / path.name).write_bytes(path.read_bytes())
+        for condition in conditions:
+            hogs = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(2)] \
+                if condition == "busy" else []
+            try:
+                for j in jobs:
+                    before = os.getloadavg()[0]
+                    wall, notebooks = _grade_budgets(root / "subs", root / f"{condition}{j}.csv", j)
+                    figures[condition, j] = {"wall": wall, "notebooks": notebooks,
+                                             "load": (before, os.getloadavg()[0])}
+                    print(f"graded {len(notebooks)} notebooks, {condition}, --jobs {j}: "
+                          f"{wall:.0f} s (load average {before:.1f} before, "
+                          f"{os.getloadavg()[0]:.1f} after)", flush=True)
+                    # the tables so far: a run stopped later loses no measured setting
+                    print(f"\n{budget_tables(figures)}\n", flush=True)
+            finally:
+                for hog in hogs:
+                    hog.kill()
+                    hog.wait()
+    return figures
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def budget_tables(figures: dict[tuple[str, int], dict], cell_budget: float = 300,
+                  notebook_budget: float = 1800) -> str:
+    """The markdown tables of :func:`measure_budgets`' figures, with the ratios and margins."""
+    settings = [key for key in ((c, j) for c in CONDITIONS for j in JOBS) if key in figures]
+    stems = sorted({stem for key in settings for stem in figures[key]["notebooks"]})
+    head = " | ".join(f"{c} j{j}" for c, j in settings)
+    lines = ["| notebook | wall: " + head + " | CPU: " + head
+             + " | costliest cell, CPU | wall busy / quiet, --jobs 1 |",
+             "|---|" + "---|" * (2 * len(settings) + 2)]
+    for stem in stems:
+        results = [figures[key]["notebooks"].get(stem, {}) for key in settings]
+        walls = " | ".join(f"{r.get('seconds', 0):.0f} s" for r in results)
+        cpus = " | ".join(f"{r.get('cpu_seconds', 0):.0f} s" for r in results)
+        cell = max((r.get("max_cell_cpu", 0.0), r.get("max_cell")) for r in results)
+        busy, quiet = (figures.get((c, 1), {}).get("notebooks", {}).get(stem, {}).get("seconds")
+                       for c in CONDITIONS[::-1])
+        lines.append(f"| {stem[:2]} | {walls} | {cpus} | {cell[0]:.1f} s (cell {cell[1]}) | "
+                     f"{_ratio(busy, quiet)} |")
+    lines += ["", "| setting | batch wall | load average (before, after) | CPU, all notebooks |",
+              "|---|---|---|---|"]
+    for key in settings:
+        cpu = sum(r.get("cpu_seconds", 0.0) for r in figures[key]["notebooks"].values())
+        load = figures[key]["load"]
+        lines.append(f"| {key[0]}, --jobs {key[1]} | {figures[key]['wall']:.0f} s | "
+                     f"{load[0]:.1f}, {load[1]:.1f} | {cpu:.0f} s |")
+    lines.append("")
+    for j in JOBS:
+        if ("quiet", j) in figures and ("busy", j) in figures:
+            busy, quiet = figures["busy", j], figures["quiet", j]
+            lines.append(f"- busy / quiet at --jobs {j}: batch wall "
+                         f"{_ratio(busy['wall'], quiet['wall'])}, "
+                         f"CPU {_ratio(_total_cpu(busy), _total_cpu(quiet))}")
+    for c in CONDITIONS:
+        if (c, 1) in figures and (c, 2) in figures:
+            lines.append(f"- jobs 2 / jobs 1, {c}: batch wall "
+                         f"{_ratio(figures[c, 2]['wall'], figures[c, 1]['wall'])}")
+    every = [r for key in settings for r in figures[key]["notebooks"].values()]
+    worst_cell = max((r.get("max_cell_cpu", 0.0) for r in every), default=0.0)
+    worst_notebook = max((r.get("cpu_seconds", 0.0) for r in every), default=0.0)
+    lines += ["", (f"- default `--timeout-cell` {cell_budget:g} CPU s against the costliest "
+                   f"cell measured, {worst_cell:.1f} CPU s: {_ratio(cell_budget, worst_cell)} "
+                   "margin"),
+              (f"- default `--timeout-notebook` {notebook_budget:g} CPU s against the costliest "
+               f"notebook measured, {worst_notebook:.1f} CPU s: "
+               f"{_ratio(notebook_budget, worst_notebook)} margin")]
+    return "\n".join(lines)
+
+
+def _total_cpu(figure: dict) -> float:
+    return sum(r.get("cpu_seconds", 0.0) for r in figure["notebooks"].values())
+
+
+def run_budgets(conditions: Sequence[str] = CONDITIONS,
+                jobs: Sequence[int] = JOBS) -> dict[tuple[str, int], dict]:
+    """Measure and print the budgets tables, with the command that reruns them."""
+    only = {("quiet",): " --quiet-only", ("busy",): " --busy-only"}.get(tuple(conditions), "")
+    if tuple(jobs) != JOBS:
+        only += f" --jobs {','.join(map(str, jobs))}"
+    print(f"## Grading budgets: each course notebook, default options\n\n"
+          f"`python -m bench.grading --budgets{only}` ({len(manifest.NOTEBOOKS)} solved "
+          f"notebooks per setting; busy = beside two processes spinning on the CPU; "
+          f"load average at start {os.getloadavg()[0]:.1f})\n", flush=True)
+    return measure_budgets(conditions, jobs)
+
+
 def run(quick: bool = False, with_estimate: bool = False) -> dict[str, float]:
     """Every table of this benchmark; returns the cluster figures."""
     sandboxes(quick)
@@ -258,4 +405,11 @@ def run(quick: bool = False, with_estimate: bool = False) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    run(quick="--quick" in sys.argv, with_estimate="--estimate" in sys.argv)
+    if "--budgets" in sys.argv:
+        # --jobs 1,2 (the default) or one of them
+        given = sys.argv[sys.argv.index("--jobs") + 1] if "--jobs" in sys.argv else ""
+        run_budgets(("quiet",) if "--quiet-only" in sys.argv else ("busy",)
+                    if "--busy-only" in sys.argv else CONDITIONS,
+                    tuple(int(j) for j in given.split(",")) if given else JOBS)
+    else:
+        run(quick="--quick" in sys.argv, with_estimate="--estimate" in sys.argv)

@@ -113,3 +113,27 @@ def test_stored_siglip_results_cover_every_batch_with_intervals():
             assert row[loss]["low"] <= row[loss]["mean"] <= row[loss]["high"]
         assert row["difference"]["verdict"] == siglip.verdict(
             row["difference"]["low"], row["difference"]["high"], stored["protocol"]["seeds"])
+
+
+def test_grading_budget_tables_give_the_ratios_and_the_margins():
+    from bench import grading
+
+    def result(wall, cpu, cell, at):
+        return {"seconds": wall, "cpu_seconds": cpu, "max_cell_cpu": cell, "max_cell": at}
+
+    figures = {
+        ("quiet", 1): {"wall": 100.0, "load": (0.5, 1.0), "notebooks": {
+            "01_a": result(10, 8, 3.0, 4), "07_b": result(90, 80, 30.0, 27)}},
+        ("busy", 1): {"wall": 250.0, "load": (2.5, 3.0), "notebooks": {
+            "01_a": result(25, 8.4, 3.1, 4), "07_b": result(225, 82, 32.0, 27)}},
+        ("quiet", 2): {"wall": 80.0, "load": (1.0, 2.0), "notebooks": {
+            "01_a": result(12, 9, 3.5, 4), "07_b": result(80, 84, 33.0, 27)}},
+    }
+    text = grading.budget_tables(figures)
+    assert "busy / quiet at --jobs 1: batch wall 2.50x, CPU 1.03x" in text
+    assert "jobs 2 / jobs 1, quiet: batch wall 0.80x" in text
+    assert "busy / quiet at --jobs 2" not in text  # not measured: no ratio made up
+    # columns: quiet j1, quiet j2, busy j1 (walls, then CPU)
+    assert "| 07 | 90 s | 80 s | 225 s | 80 s | 84 s | 82 s | 33.0 s (cell 27) | 2.50x |" in text
+    assert "300 CPU s against the costliest cell measured, 33.0 CPU s: 9.09x margin" in text
+    assert "1800 CPU s against the costliest notebook measured, 84.0 CPU s: 21.43x" in text

@@ -132,7 +132,11 @@ def test_learner_errors_become_incorrect_not_crashes():
 
 
 def test_infinite_loop_is_stopped(monkeypatch):
+    from course.teach import protocol
+
     monkeypatch.setattr(ex.q2, "time_limit", 0.3)
+    # the wall-clock backstop out of the way: on a loaded machine a loop gets a tenth of a core
+    monkeypatch.setattr(protocol, "WALL_FACTOR", 1000.0)
 
     def loops(similarities, k):
         while True:
@@ -140,7 +144,33 @@ def test_infinite_loop_is_stopped(monkeypatch):
 
     result = ex.q2.check(loops)
     assert result.outcome is Outcome.INCORRECT
-    assert "took more than 0.3 s" in result.message
+    assert "took more than 0.3 CPU seconds" in result.message
+
+
+def test_a_slow_machine_is_not_an_infinite_loop(monkeypatch):
+    """The limit is CPU time: an answer that waits (as a busy machine makes every answer wait
+    for a core) is not stopped at the limit, only at the wall-clock backstop, and told so."""
+    import time
+
+    from course.teach import protocol
+
+    monkeypatch.setattr(ex.q2, "time_limit", 0.2)
+    monkeypatch.setattr(protocol, "WALL_FACTOR", 4.0)
+
+    def waits_then_answers(similarities, k):
+        time.sleep(0.3)  # past 0.2 s of wall clock, using no CPU
+        order = np.argsort(-np.asarray(similarities, dtype=float), kind="stable")
+        return [int(i) for i in order[:k]]
+
+    assert ex.q2.check(waits_then_answers).outcome is Outcome.CORRECT
+
+    def waits_forever(similarities, k):
+        time.sleep(60)
+
+    result = ex.q2.check(waits_forever)
+    assert result.outcome is Outcome.INCORRECT
+    assert "had not returned after 0.8 s of wall-clock time, without using its 0.2 CPU" \
+        in result.message
 
 
 def test_learner_cannot_corrupt_hidden_inputs():

@@ -274,6 +274,7 @@ def test_honest_submissions_get_what_they_deserve(graded):
     assert _outcomes(table, "dave") == ["correct", "incorrect", "correct"]
     assert "took more than" in table[("dave", "example.q2")]["detail"]
     assert _outcomes(table, "erin") == ["timeout"] * 3
+    assert "cut short in cell 2 of" in table[("erin", "example.q1")]["detail"]  # what stopped
     assert _outcomes(table, "frank") == ["invalid"] * 3
     assert _outcomes(table, "grace") == ["not attempted", "missing", "missing"]
 

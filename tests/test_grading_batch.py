@@ -370,3 +370,34 @@ def test_cpu_time_of_a_process_tree_counts_children_and_threads():
             "[t.start() for t in ts]; [t.join() for t in ts]\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert tree_cpu_seconds() - before >= 1.1  # both threads of the reaped child
+
+
+def test_a_stopped_run_says_which_cell_it_cut_short(tmp_path):
+    """The worker notes each cell it starts; a run killed for its budget reports that cell."""
+    from types import SimpleNamespace
+
+    from course.teach import worker
+    from course.teach.grading.runner import Settings, _result
+
+    job = {"result": str(tmp_path / "result.json")}
+    killed = SimpleNamespace(timed_out=True, cpu_timed_out=True, returncode=-9, seconds=50.0,
+                             cpu_seconds=1801.0, over_total=False, orphans_killed=0)
+    worker.note_progress(job, 5, 10)
+    status, _ = _result(tmp_path / "result.json", killed, "none", settings=Settings())
+    assert status == ("timeout: used more than 1800 CPU seconds in all (--timeout-notebook); "
+                      "cut short in cell 5 of 9 (no answer is collected before the end of the "
+                      "notebook)")
+    worker.note_progress(job, 9, 10)  # the grader's own hand-over cell
+    waited = SimpleNamespace(**{**vars(killed), "cpu_timed_out": False, "cpu_seconds": 3.0})
+    status, _ = _result(tmp_path / "result.json", waited, "none", settings=Settings())
+    assert status.startswith("timeout: not finished after 50 s of wall-clock time")
+    assert "cut short in the grader's own last cell" in status
+    # written by the run, so untrusted: a link or nonsense is no claim at all
+    progress = tmp_path / worker.PROGRESS_NAME
+    progress.unlink()
+    progress.symlink_to(tmp_path / "elsewhere.json")
+    (tmp_path / "elsewhere.json").write_text('{"cell": 1, "cells": 3}')
+    assert "cut short" not in _result(tmp_path / "result.json", killed, "none")[0]
+    progress.unlink()
+    progress.write_text('{"cell": 7, "cells": 3}')
+    assert "cut short" not in _result(tmp_path / "result.json", killed, "none")[0]

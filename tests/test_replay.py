@@ -117,6 +117,43 @@ def test_fingerprint_recognises_a_pickled_copy_of_the_code():
     assert replay.fingerprint(honest.__code__) not in known
 
 
+def test_code_python_generates_is_no_fingerprint_of_a_forbidden_class():
+    """A dataclass's generated __init__/__eq__ exist alike in the guarded copy, and its __repr__
+    is dataclasses.py's wrapper of every dataclass: as fingerprints they accused an honest
+    pick_alpha (nb07.q3, replayed after nb07.q2 imported TipAdapter) of carrying TipAdapter."""
+    import dataclasses
+
+    from course.adaptation import TipAdapter
+
+    known = replay.fingerprints(["course.adaptation:TipAdapter"])
+    assert replay.fingerprint(TipAdapter.tune.__code__) in known  # the course's own code stays
+    for generated in (TipAdapter.__init__, TipAdapter.__eq__, TipAdapter.__repr__):
+        assert replay.fingerprint(generated.__code__) not in known
+
+    @dataclasses.dataclass
+    class Unrelated:
+        x: int = 0
+
+    assert replay.fingerprint(Unrelated.__repr__.__code__) not in known
+
+
+def test_the_course_own_twins_of_a_forbidden_method_are_no_carried_copy():
+    """ApproximateIndex.search_text equals EmbeddingIndex.search_text line for line: alive in
+    the replay's own (guarded) course, it once made every solved nb05 answer "call
+    EmbeddingIndex". A copy that came with an answer (code from elsewhere) is still caught."""
+    import types
+
+    from course.retrieval import ApproximateIndex, EmbeddingIndex
+
+    known = replay.fingerprints(["course.retrieval:EmbeddingIndex"])
+    assert replay.fingerprint(ApproximateIndex.search_text.__code__) in known  # the twin
+    assert replay._carried_copies(known) == set()  # only the course's own code is alive here
+    carried = types.FunctionType(  # as if unpickled from a notebook cell
+        EmbeddingIndex.search.__code__.replace(co_filename="<ipython-input-7>"), {})
+    assert replay._carried_copies(known) == {"`course.retrieval.EmbeddingIndex`"}
+    del carried
+
+
 @pytest.mark.parametrize("how", sorted(BORROWED))
 def test_a_borrowed_answer_fails_check(how):
     result = nb03.q1.check(_define(BORROWED[how])["symmetric_clip_loss"])

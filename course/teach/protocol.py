@@ -53,32 +53,54 @@ MAX_ANSWER_BYTES = 8 * 2**20
 # -- kernel side ---------------------------------------------------------------------------------
 
 class CheckTimeout(BaseException):
-    """Learner code ran past the time limit (BaseException: ``except Exception`` won't eat it)."""
+    """Learner code ran past the time limit (BaseException: ``except Exception`` won't eat it).
+
+    ``waited`` is True when the wall-clock backstop stopped it (code that sleeps or blocks),
+    False when it had computed for its CPU seconds.
+    """
+
+    def __init__(self, waited: bool = False) -> None:
+        super().__init__("waited" if waited else "computed")
+        self.waited = waited
+
+
+#: The wall-clock backstop of a time limit, for code that waits without computing: this many
+#: times its CPU seconds (a busy machine stretches honest code's wall time, never its CPU time).
+WALL_FACTOR = 20.0
 
 
 @contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise ``CheckTimeout`` in this block after ``seconds``.
+    """Raise ``CheckTimeout`` in this block once it has used ``seconds`` of CPU time (the
+    process's, every thread's), or after ``WALL_FACTOR`` times that of wall-clock time.
 
-    Uses ``SIGALRM``, so it works in the main thread on POSIX (where Jupyter runs cells) and
+    CPU time, not the wall clock: on a busy grading machine an honest answer takes longer but
+    does not cost more, and must not be called an infinite loop. Uses ``SIGPROF`` and
+    ``SIGALRM``, so it works in the main thread on POSIX (where Jupyter runs cells) and
     interrupts Python loops but not one long C call; elsewhere it is a no-op and the grader's
-    cell timeout still applies.
+    cell budget still applies.
     """
     usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     if seconds is None or not usable:
         yield
         return
 
-    def _on_alarm(signum: int, frame: Any) -> None:
-        raise CheckTimeout
+    def _on_cpu(signum: int, frame: Any) -> None:
+        raise CheckTimeout(waited=False)
 
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    def _on_wall(signum: int, frame: Any) -> None:
+        raise CheckTimeout(waited=True)
+
+    previous = signal.signal(signal.SIGPROF, _on_cpu), signal.signal(signal.SIGALRM, _on_wall)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds * WALL_FACTOR)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGPROF, previous[0])
+        signal.signal(signal.SIGALRM, previous[1])
 
 
 def _resolve(name: str) -> Any:
@@ -271,8 +293,9 @@ def _call(function: Callable[..., Any], args: tuple[Any, ...], seconds: float | 
                     output = function(*arguments)
             except NotImplementedError:
                 return CallRecord("not implemented", used=sorted(used | _BORROWED))
-            except CheckTimeout:
-                return CallRecord("timeout", used=sorted(used | _BORROWED))
+            except CheckTimeout as stopped:
+                return CallRecord("timeout", error="waited" if stopped.waited else "",
+                                  used=sorted(used | _BORROWED))
             except Exception as error:  # noqa: BLE001 - learner code may raise anything
                 first_error = first_error or error
                 used |= _BORROWED  # a guard raised (or was met and its error caught)
@@ -423,9 +446,15 @@ def judge_function(exercise: Any, key: FunctionKey, cases: Sequence[Case],
     notes: list[str] = []
     for number, (case, record) in enumerate(zip(cases, records), 1):
         where = f"hidden test {number}/{len(cases)} ({case.label})"
+        if record.status == "timeout" and record.error == "waited":
+            return result(Outcome.INCORRECT, f"{where}: {name} had not returned after "
+                          f"{exercise.time_limit * WALL_FACTOR:g} s of wall-clock time, without "
+                          f"using its {exercise.time_limit:g} CPU seconds (waiting on a sleep, "
+                          "input() or a lock, or an infinite loop on a machine too busy to "
+                          "run it).")
         if record.status == "timeout":
             return result(Outcome.INCORRECT, f"{where}: {name} took more than "
-                          f"{exercise.time_limit:g} s (an infinite loop?).")
+                          f"{exercise.time_limit:g} CPU seconds (an infinite loop?).")
         if record.status == "not implemented":
             return result(Outcome.INCORRECT, f"{where}: {name} raised NotImplementedError.")
         if record.status == "raised":

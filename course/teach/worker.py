@@ -127,11 +127,15 @@ class CpuWatch(threading.Thread):
         self.cell: int | None = None
         self.base = 0.0
         self.stopped: set[int] = set()
+        self.used: dict[int, float] = {}  # CPU seconds each learner cell took
         self.done = threading.Event()
 
     def watch(self, index: int | None) -> None:
         """Start counting for cell ``index`` (None: stop counting)."""
-        self.base = tree_cpu_seconds()
+        now = tree_cpu_seconds()
+        if self.cell is not None:
+            self.used[self.cell] = now - self.base
+        self.base = now
         self.cell = index
 
     def run(self) -> None:
@@ -152,6 +156,22 @@ class CpuWatch(threading.Thread):
             os.kill(pid, signal.SIGINT)  # ipykernel's interrupt: a KeyboardInterrupt in the cell
         except ProcessLookupError:
             pass
+
+
+#: Beside ``result.json``: the cell being run, so that a run stopped from outside (its budget
+#: spent, the wall-clock backstop) can say what it cut short.
+PROGRESS_NAME = "progress.json"
+
+
+def note_progress(job: dict[str, Any], index: int, cells: int) -> None:
+    """Record that cell ``index`` of ``cells`` (the grader's own is the last) starts now."""
+    target = Path(job["result"]).with_name(PROGRESS_NAME)
+    temp = target.with_name(f".{PROGRESS_NAME}.tmp")
+    try:
+        temp.write_text(json.dumps({"cell": index, "cells": cells}), encoding="utf-8")
+        os.replace(temp, target)  # whole or not at all, whenever the run is killed
+    except OSError:
+        pass  # a full disk: the report says less, the grading goes on
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
@@ -178,6 +198,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
                 if last:  # the grader's cell hands the answers over, with its own time limit
                     client.timeout = job["collector_timeout"]
                 watch.watch(None if last or cell.cell_type != "code" else index)
+                note_progress(job, index, len(nb.cells))
                 client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
                 watch.watch(None)
     except DeadKernelError:
@@ -200,7 +221,11 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         status = f"ok, {len(errors)} cell error(s)"
     kill_orphans()  # nothing of the kernel may outlive it into the replay
     collect(job, manifest, folder)
-    return {"status": status, "cell_errors": errors[:MAX_ERRORS]}
+    costliest = max(watch.used, key=watch.used.__getitem__, default=None)
+    return {"status": status, "cell_errors": errors[:MAX_ERRORS],
+            # what the budgets are measured against (bench/grading.py --budgets)
+            "max_cell_cpu": watch.used.get(costliest, 0.0) if costliest is not None else 0.0,
+            "max_cell": costliest}
 
 
 def main() -> None:

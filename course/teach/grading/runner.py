@@ -84,6 +84,8 @@ class TaskResult:
     worker: str = ""
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    max_cell_cpu: float = 0.0  # CPU seconds of the costliest learner cell (as the run reported)
+    max_cell: int | None = None  # which cell that was
 
     def to_json(self) -> str:
         """For the journal."""
@@ -131,7 +133,8 @@ def task_key(content_digest: str, exercises: Sequence[str], settings: Settings,
 
 _LOCK = threading.Lock()
 _PREPARED: set[str] = set()
-_CPU: dict[int, float] = {}  # CPU seconds of the last run, per grading thread
+_CPU: dict[int, tuple[float, float, int | None]] = {}  # the last run's CPU seconds, and its
+#                                                         costliest cell's, per grading thread
 
 
 @functools.lru_cache(maxsize=1)
@@ -217,9 +220,10 @@ def grade_task(task: Task) -> TaskResult:
         earned = points[exercise_id] if outcome == Outcome.CORRECT.value else 0.0
         rows.append({"exercise": exercise_id, "outcome": outcome, "points": earned,
                      "max_points": points[exercise_id], "detail": detail})
+    cpu, cell_cpu, cell = _CPU.pop(threading.get_ident(), (0.0, 0.0, None))
     return TaskResult(status, rows, cell_errors, sandbox=sandbox, worker=worker_name(),
-                      seconds=time.monotonic() - start,
-                      cpu_seconds=_CPU.pop(threading.get_ident(), 0.0))
+                      seconds=time.monotonic() - start, cpu_seconds=cpu,
+                      max_cell_cpu=cell_cpu, max_cell=cell)
 
 
 def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str], dict[str, Any]]:
@@ -256,11 +260,15 @@ def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str
             manifest.append(protocol.manifest_entry(exercise, chosen))
         plaindata.dump({"exercises": manifest}, scratch / "manifest.json")
         nonce = secrets.token_hex(16)
-        # The grader's own cell is not held to the learner's cell timeout: it may run every case
-        # of every function exercise up to its time limit, with each input variant.
-        collector_timeout = 60 + sum(
+        # The grader's own cell and the replay are not held to the learner's cell timeout: they
+        # may run every case of every function exercise up to its time limit, with each input
+        # variant, after a process start and imports. Each case is held to CPU seconds (a
+        # looping answer stops there); this wall-clock backstop only ends one that waits, so it
+        # is WALL_FACTOR times the CPU it allows: on a machine loaded 10 deep an honest replay
+        # gets a tenth of a core, and must still finish (the run's CPU budget bounds it too).
+        collector_timeout = protocol.WALL_FACTOR * (60 + sum(
             e["time_limit"] * len(e["inputs"]) * (1 + len(e["variants"]))
-            for e in manifest if e["kind"] == "function")
+            for e in manifest if e["kind"] == "function"))
         job = {"notebook": str(scratch / "work" / "submission.ipynb"),
                "cwd": str(scratch / "work"), "result": str(scratch / "result.json"),
                # a cell is held to its CPU budget; the wall clock only stops a run that waits
@@ -282,7 +290,7 @@ def _run(task: Task, sandbox: str) -> tuple[dict[str, Any] | None, str, list[str
                            total_bytes=limits["total_bytes"], log=batch / "run.log")
         status, cell_errors = _result(scratch / "result.json", run, sandbox, limits["total_bytes"],
                                       settings)
-        _CPU[threading.get_ident()] = run.cpu_seconds
+        _CPU[threading.get_ident()] = (run.cpu_seconds, *_costliest_cell(scratch / "result.json"))
         try:
             answers: dict[str, Any] | None = protocol.read_answers(scratch / "answers.json",
                                                                    nonce)
@@ -313,16 +321,45 @@ def _result(path: Path, run: Any, sandbox: str, limit: int = 0,
         pass
     if run.cpu_timed_out:
         status = (f"timeout: used more than {settings.notebook_timeout:g} CPU seconds in all "
-                  "(--timeout-notebook)")
+                  f"(--timeout-notebook){_cut_short(path)}")
     elif run.timed_out:
         status = (f"timeout: not finished after {run.seconds:.0f} s of wall-clock time "
                   f"({settings.wall_factor:g} x --timeout-notebook, while using "
-                  f"{run.cpu_seconds:.0f} CPU seconds)")
+                  f"{run.cpu_seconds:.0f} CPU seconds){_cut_short(path)}")
     if run.over_total:
         status = f"killed: wrote more than {limit // 2**20} MiB in all (the limit of a run)"
     if run.orphans_killed and sandbox == "none":  # in bwrap they die with the namespace
         errors.append(f"{run.orphans_killed} leftover process(es) killed after the run")
     return status, errors
+
+
+def _costliest_cell(path: Path) -> tuple[float, int | None]:
+    """The CPU seconds of the run's costliest cell and its index, as ``result.json`` says
+    (written where the submission ran: figures for the bench, never for a grade)."""
+    try:
+        result = json.loads(plaindata.read_regular(path, 100_000))
+        cell = result.get("max_cell")
+        return float(result["max_cell_cpu"]), int(cell) if cell is not None else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 0.0, None
+
+
+def _cut_short(result: Path) -> str:
+    """``"; cut short in cell 7 of 40"``: where a stopped run was (the worker notes each cell it
+    starts beside ``result.json``; untrusted, so only two small numbers are read), or ``""``."""
+    from course.teach.worker import PROGRESS_NAME
+
+    try:
+        noted = json.loads(plaindata.read_regular(result.with_name(PROGRESS_NAME), 1000))
+        cell, cells = int(noted["cell"]), int(noted["cells"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    if not 0 <= cell < cells:
+        return ""
+    if cell == cells - 1:
+        return "; cut short in the grader's own last cell, which hands the answers over"
+    return (f"; cut short in cell {cell} of {cells - 1} (no answer is collected before "
+            "the end of the notebook)")
 
 
 def _judge(exercise_id: str, answers: dict[str, Any] | None, cases: Any,
