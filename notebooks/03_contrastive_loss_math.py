@@ -615,7 +615,7 @@ import course.pocket
 bench = json.loads((Path(course.pocket.__file__).parent / "siglip_bench.json").read_text())
 summary = bench["summary"]
 batches = [row["batch"] for row in summary]
-fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+fig, (left, right) = plt.subplots(1, 2, figsize=(8.6, 3.6), layout="constrained")
 for loss, label, offset in (("softmax", "softmax (CLIP)", 0.94), ("sigmoid", "sigmoid (SigLIP)", 1.06)):
     mean = np.array([row[loss]["mean"] for row in summary])
     error = [mean - [row[loss]["low"] for row in summary], [row[loss]["high"] for row in summary] - mean]
@@ -623,7 +623,7 @@ for loss, label, offset in (("softmax", "softmax (CLIP)", 0.94), ("sigmoid", "si
 left.axhline(1 / 48, color="grey", lw=0.8, ls=":", label="chance")
 left.set(xscale="log", xticks=batches, xticklabels=batches, xlabel="batch size",
          ylabel="48-way zero-shot top-1", title=f"{bench['protocol']['examples_seen']:,} examples seen per run")
-left.legend(fontsize=8)
+left.legend(fontsize=9)
 diff = np.array([row["difference"]["mean"] for row in summary])
 error = [diff - [row["difference"]["low"] for row in summary],
          [row["difference"]["high"] for row in summary] - diff]
@@ -631,11 +631,18 @@ right.errorbar(batches, 100 * diff, yerr=100 * np.array(error), fmt="o", capsize
 right.axhline(0, color="grey", lw=0.8)
 right.set(xscale="log", xticks=batches, xticklabels=batches, xlabel="batch size",
           ylabel="sigmoid - softmax (points)", title="paired by seed, 95% interval")
+show_figure(fig, "Left: 48-way zero-shot accuracy (mean over seeds, 95% intervals) against batch "
+            f"size ({', '.join(map(str, batches))}, log scale) for the softmax and the sigmoid loss, "
+            "a dotted line at chance. Right: their paired difference in points with 95% "
+            "intervals: " + "; ".join(f"batch {row['batch']} {100 * row['difference']['mean']:+.1f}"
+                                      for row in summary) + " (stored benchmark).")
 for row in summary:
     d, sig = row["difference"], row["sigmoid"]
-    print(f"batch {row['batch']:>3}: softmax {row['softmax']['mean']:.1%}, sigmoid {sig['mean']:.1%} "
-          f"(learned t = {sig['logit_scale']:.1f}, b = {sig['logit_bias']:.2f}); difference "
-          f"{100 * d['mean']:+.1f} points ({100 * d['low']:+.1f} to {100 * d['high']:+.1f}): {d['verdict']}")
+    print(f"batch {row['batch']:>3}: softmax {row['softmax']['mean']:.1%}, "
+          f"sigmoid {sig['mean']:.1%} (learned t = {sig['logit_scale']:.1f}, "
+          f"b = {sig['logit_bias']:.2f})")
+    print(f"           difference {100 * d['mean']:+.1f} points "
+          f"({100 * d['low']:+.1f} to {100 * d['high']:+.1f}): {d['verdict']}")
 
 # %% [markdown]
 # **What the measurement says.** Read the verdict at the end of each line: at every batch size
