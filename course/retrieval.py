@@ -96,15 +96,7 @@ class EmbeddingIndex:
 
     def add(self, embeddings: torch.Tensor | np.ndarray, items: Sequence[Any] | None = None) -> None:
         """Append embeddings (and their items, if this index keeps items)."""
-        embeds = embedding_matrix(embeddings, "new embeddings")
-        if embeds.shape[1] != self.dim:
-            raise ValueError(f"new embeddings are {embeds.shape[1]}-d but the index holds "
-                             f"{self.dim}-d embeddings (were they made by the same model?)")
-        new_items = _check_items(items, len(embeds))
-        if self.items is not None and new_items is None and len(embeds):
-            raise ValueError("this index keeps an item per embedding; pass items= to add()")
-        if self.items is None and new_items is not None and len(self):
-            raise ValueError("this index was built without items; add() cannot start keeping them")
+        embeds, new_items = _rows_to_add(self.dim, self.items, len(self), embeddings, items)
         self.embeddings = torch.cat([self.embeddings, unit_rows(embeds, self.dtype)])
         if new_items is not None:
             self.items = (self.items or []) + new_items
@@ -387,6 +379,22 @@ def _check_items(items: Sequence[Any] | None, n: int) -> list[Any] | None:
     return out
 
 
+def _rows_to_add(dim: int, kept: list[Any] | None, size: int,
+                 embeddings: torch.Tensor | np.ndarray,
+                 items: Sequence[Any] | None) -> tuple[torch.Tensor, list[Any] | None]:
+    """Checked rows and items for ``add`` of either index (``kept``: the index's items)."""
+    embeds = embedding_matrix(embeddings, "new embeddings")
+    if embeds.shape[1] != dim:
+        raise ValueError(f"new embeddings are {embeds.shape[1]}-d but the index holds "
+                         f"{dim}-d embeddings (were they made by the same model?)")
+    new_items = _check_items(items, len(embeds))
+    if kept is not None and new_items is None and len(embeds):
+        raise ValueError("this index keeps an item per embedding; pass items= to add()")
+    if kept is None and new_items is not None and size:
+        raise ValueError("this index was built without items; add() cannot start keeping them")
+    return embeds, new_items
+
+
 def _to_json(meta: dict[str, Any], items: list[Any] | None) -> str:
     try:
         return json.dumps(meta, allow_nan=False)
@@ -512,15 +520,7 @@ class ApproximateIndex:
             ValueError: the rows have another dimension, hold NaN/inf or all-zero rows (named),
                 or items are missing (or given to an index built without them).
         """
-        embeds = embedding_matrix(embeddings, "new embeddings")
-        if embeds.shape[1] != self.dim:
-            raise ValueError(f"new embeddings are {embeds.shape[1]}-d but the index holds "
-                             f"{self.dim}-d embeddings (were they made by the same model?)")
-        new_items = _check_items(items, len(embeds))
-        if self.items is not None and new_items is None and len(embeds):
-            raise ValueError("this index keeps an item per embedding; pass items= to add()")
-        if self.items is None and new_items is not None and len(self):
-            raise ValueError("this index was built without items; add() cannot start keeping them")
+        embeds, new_items = _rows_to_add(self.dim, self.items, len(self), embeddings, items)
         if len(embeds) == 0:
             return
         advised = self.retrain_advised
