@@ -67,7 +67,7 @@
 # The score of an (image, text) pair is the **cosine similarity** $x \cdot y \in [-1, 1]$.
 # Training shows the model a batch of $N$ matching pairs and asks it to find, for every image, its
 # own caption among the $N$ captions (and for every caption its own image): the $N$ matching
-# pairs on the diagonal of an $N \times N$ similarity matrix must beat the $N^2 - N$ non-matching
+# pairs on the diagonal of an $N \times N$ similarity matrix must beat all the non-matching
 # ones. That is the *contrastive* objective; notebook 03 derives it.
 #
 # The diagram below is drawn with matplotlib (the drawing code is not the point; skip it).
@@ -197,6 +197,8 @@ photo_probs = course.ZeroShotClassifier(clip, photo_labels).predict_proba(photos
 show_figure(similarity_heatmap(photo_probs, photos, photo_labels, title=f"real photos ({clip.name})"),
             f"Heatmap of {clip.name}'s zero-shot probabilities for four photos (a cat, an astronaut, "
             f"coffee, a rocket) against their four labels; {row_maxima_on_diagonal(photo_probs)}.")
+print("the cat photo's row:", ", ".join(f"{label} {p:.2f}"
+                                       for label, p in zip(photo_labels, photo_probs[0].tolist())))
 if clip.name == "pocket":
     # short lines: a long printed line wraps wherever the output area ends, mid-word too
     print("pocket has never seen a photo, nor the words 'cat' or 'rocket':\n"
@@ -310,9 +312,10 @@ ex.q3.check(negative_pairs)
 #
 # </details>
 #
-# 3. In the heatmap of real photos, pocket puts about a third of the cat photo's probability on
-#    "a cat", more than the quarter that guessing among four labels would give. Does pocket
-#    recognise cats?
+# 3. In the heatmap of real photos (the cat photo's row is printed under it), pocket, the model
+#    this notebook runs offline, puts about a third of the cat photo's probability on "a cat",
+#    more than the quarter that guessing among four labels would give. Does pocket recognise
+#    cats?
 #
 # <details><summary>Answer</summary>
 #

@@ -354,9 +354,12 @@ ex.q4.check(modality_gap)
 # far apart. Training spreads each modality over the sphere and pulls the cones towards each
 # other, but it does not close the gap.
 #
-# **Why the gap survives training: the temperature.** Liang et al. show it with a simulation we
-# can repeat in a second: free embeddings, 128 matched pairs that start with a gap, trained
-# directly with `clip_loss` at three temperatures.
+# **Why the gap survives training: the temperature.** CLIP is trained with a contrastive loss,
+# `course.clip_loss` (notebook 03 derives it): a softmax over each batch's cosines, which are
+# first divided by a **temperature** $\tau$. A small $\tau$ sharpens the softmax; $\tau$ is the
+# inverse of the logit scale printed above ($s = 1/\tau$). Liang et al. show the temperature's
+# effect on the gap with a simulation we can repeat in a second: free embeddings, 128 matched
+# pairs that start with a gap, trained directly with `clip_loss` at three temperatures.
 
 # %%
 g = torch.Generator().manual_seed(0)
@@ -380,7 +383,7 @@ for temperature in (0.01, 0.07, 1.0):
 # start, 0.01 once trained) the softmax saturates as soon as every image ranks its own caption
 # first by a margin: the loss is then near zero, its gradients vanish, and nothing pushes the
 # gap shut. At temperature 1 the softmax never saturates, the loss keeps pulling matched pairs
-# together, and the gap closes.
+# together, and the gap shrinks the most (printed: to about a third of where it started).
 #
 # **The scores you read.** What the gap does to the cosines: compare matched image-caption
 # pairs with all the others, and see what the logit scale $s$ (the inverse temperature,
@@ -412,9 +415,10 @@ print(f"image 0: best cosine {row.max():.2f}, 48-way softmax of the raw cosines 
 
 # %% [markdown]
 # A cosine is not a confidence. Cosines live in $[-1, 1]$, and with the gap a caption never
-# reaches 1 with any image, so the raw scores of the right and the wrong captions differ by a few
-# tenths at most (on real CLIP, whose best matches users report in the issue above are low,
-# by a few hundredths). A softmax of such scores is nearly uniform. The logit scale $s$ stretches the
+# reaches 1 with any image, so the right caption leads the closest wrong ones by only a few
+# tenths (on real CLIP, whose best matches users report in the issue above are low, by a few
+# hundredths). A softmax of such scores is close to uniform: the printed line gives the best
+# caption only a few percent, where uniform over 48 captions would be 2.1%. The logit scale $s$ stretches the
 # differences before the softmax: that is what turns a band of cosines into a confident choice.
 # Read a single cosine only against the other candidates' cosines, never against 1.
 #

@@ -75,7 +75,7 @@ for i, label in enumerate(data.labels):
     captions += [label.caption(shapes.TEMPLATES[t]) for t in picks]
 caption_owner = [i // 5 for i in range(len(captions))]
 print(len(data.images), "images,", len(captions), "captions; image 0:", data.labels[0].classname)
-print(captions[:5])
+print(*captions[:5], sep="\n")
 
 # %%
 start = time.perf_counter()
@@ -421,16 +421,20 @@ for n in sizes:
           f"100 queries {batch_ms[-1]:7.1f} ms")
 del index
 torch.set_num_threads(threads)
+for i in range(1, len(sizes)):  # growth per step: time against N (the batch of 100)
+    print(f"{sizes[i - 1]:>7,} -> {sizes[i]:>7,}: N x{sizes[i] / sizes[i - 1]:.1f}, "
+          f"time x{batch_ms[i] / batch_ms[i - 1]:.1f}")
 print(f"at N={sizes[-1]:,}, one batch of 100 queries costs as much as "
       f"{batch_ms[-1] / latency_ms[-1]:.0f} single queries")
 
 # %% [markdown]
 # Memory grows exactly linearly with $N$. Time grows roughly in proportion to $N$ once the index
-# is large, but not exactly. At the small sizes fixed costs per call (starting the product,
-# picking out the top $k$) weigh as much as the arithmetic. At the large ones, compare the two
-# largest sizes printed: time can grow faster than $N$ there, because an index of hundreds of MB
-# no longer fits in the processor's caches and every query reads it from main memory; and a busy
-# machine adds noise to single timings throughout. A batch of 100 queries costs far less than 100
+# is large, but not exactly: the growth lines compare each step's time factor with its factor
+# in $N$. At the small sizes fixed costs per call (starting the product, picking out the top
+# $k$) weigh as much as the arithmetic, so time grows more slowly than $N$. Where the index
+# outgrows the processor's caches (a few MB to tens of MB, depending on the processor) a step
+# can cost more than its growth in $N$: every query then reads the index from main memory.
+# And a busy machine adds noise to single timings throughout. A batch of 100 queries costs far less than 100
 # single queries at large $N$ (the last line prints the factor): one matrix-matrix product reads
 # the index from memory once for all of them.
 #
@@ -466,7 +470,7 @@ show_figure(fig, f"Two log-log charts against the index size N, {sizes[0]:,} to 
             "straight-line extrapolation to 1,000,000 vectors and the course benchmark's point "
             f"there ({bench_1m['1 query ms']} ms, {bench_1m['index MB']:,} MB).")
 print(f"1M vectors: {bench_1m['1 query ms']} ms per query recorded by the bench "
-      f"({extrapolated['1 query ms']:.0f} ms extrapolated from here), "
+      f"({extrapolated['1 query ms']:.0f} ms extrapolated from here),\n    "
       f"{bench_1m['index MB']:,} MB of float32 ({million * dim * 4 / 2**30:.1f} GiB)")
 
 # %% [markdown]
@@ -483,7 +487,8 @@ print(f"1M vectors: {bench_1m['1 query ms']} ms per query recorded by the bench 
 # 512-d float32 vector of 2 KB to a few dozen bytes, GPU search), **hnswlib** (a navigable
 # graph; logarithmic-looking search time), **ScaNN** (Google's quantisation-based search). They
 # all take the same normalised embeddings; measure their answers against exact search with
-# recall@k, exactly as above. None of them is needed for this course.
+# recall@k in the sense of 6b below (the share of the exact top $k$ that the approximate top $k$
+# contains). None of them is needed for this course.
 #
 # ### 6b. Approximate search, measured: `ApproximateIndex`
 #
@@ -521,7 +526,8 @@ def fastest(search, repeats: int = 3) -> float:
 
 start = time.perf_counter()
 ann = ApproximateIndex(stored)
-print(f"{ann} built in {time.perf_counter() - start:.1f} s (k-means on the stored vectors)")
+print(ann)
+print(f"built in {time.perf_counter() - start:.1f} s (k-means on the stored vectors)")
 exact = course.EmbeddingIndex(stored)
 exact_s = fastest(lambda: exact.search(ann_queries, 10))
 default_nprobe, sweep = ann.nprobe, []
@@ -549,12 +555,16 @@ show_figure(fig, "Line chart of recall@10 against speed-up over exact search for
             "dotted line marks recall 0.95.")
 
 # %% [markdown]
-# Read the curve from right to left: one cell per query is the fastest and misses many true
-# neighbours (those filed in the next cell over); each doubling of `nprobe` buys recall and
-# costs speed, until recall saturates and only the cost keeps growing. The default
-# (`max(16, nlist // 16)` cells) sits on the safe side. At this size exact search is still fast;
-# the trade matters at millions of vectors, where the same ratio of cells turns seconds into
-# milliseconds (`bench/README.md`).
+# Read the printed lines from the top. Recall climbs with `nprobe`: one cell per query misses
+# many true neighbours (those filed in the next cell over), and a few more cells find nearly
+# all of them, until recall saturates. Speed falls as `nprobe` grows, but not smoothly at the
+# smallest values: with one or two cells, fixed costs per search (comparing each query with
+# all `nlist` centres, gathering the results) weigh as much as scanning the cells, and timing
+# noise is as large as the differences, so read the first speed-ups as "about the same". From
+# a few cells up, each doubling of `nprobe` costs speed and buys no recall. The default
+# (`max(16, nlist // 16)` cells) sits on the safe side. At this size exact search is still
+# fast; the trade matters at millions of vectors, where exact search scans every vector and
+# the index only a few cells' worth (the course's benchmark measures 10 million).
 #
 # ### Exercise 5: recall@k of an approximate search
 #
@@ -577,7 +587,9 @@ ex.q5.check(knn_recall)
 # %% [markdown]
 # Building ran k-means; there is no need to run it again next time. `save` writes the cells, the
 # stored vectors and the settings into one file (no pickle), `load` reads them back, and `add`
-# files new vectors into the trained cells, warning when the collection has outgrown them.
+# files new vectors into the trained cells. The cells were learned for the collection as it
+# was: once it has grown far beyond that, `add` warns and `retrain_advised` turns true
+# (here, 200 new rows on 50,000, it stays false).
 
 # %%
 with tempfile.TemporaryDirectory() as folder:
@@ -591,7 +603,8 @@ same = torch.equal(reloaded_ann.search(ann_queries, 10).indices,
 print(f"saved {megabytes:.1f} MB, loaded in {load_s:.2f} s; same top 10 for all "
       f"{len(ann_queries)} queries: {same}")
 reloaded_ann.add(ann_queries)  # new rows go to their nearest cells; ids continue from len(index)
-print(f"after add: {reloaded_ann}; time to rebuild the cells: {reloaded_ann.retrain_advised}")
+print(f"after add: {reloaded_ann}")
+print(f"retrain_advised: {reloaded_ann.retrain_advised}")
 
 # %% [markdown]
 # ### Why text queries suffer more in a quantized index

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course.exercises import nb03, nb04, nb05
+from course.exercises import nb02, nb03, nb04, nb05
 from course.teach import plaindata, protocol, replay, worker
 
 HONEST = '''
@@ -169,6 +169,30 @@ def test_guards_are_lifted_after_the_check():
 
     nb03.q1.check(_define(BORROWED["profile off"])["symmetric_clip_loss"])
     assert float(course.clip_loss(torch.eye(3), torch.eye(3), temperature=1.0)) > 0
+
+
+def test_the_course_modality_gap_cannot_answer_its_exercise():
+    """nb02.q4: the notebook names metrics.modality_gap right before the exercise; calling it
+    (or modality_gap_vector) is refused and named, an honest answer passes."""
+    import numpy as np
+
+    from course import metrics
+
+    def via_gap(image_embeds, text_embeds):
+        return metrics.modality_gap(image_embeds, text_embeds)
+
+    def via_vector(image_embeds, text_embeds):
+        return float(np.linalg.norm(np.asarray(metrics.modality_gap_vector(image_embeds, text_embeds))))
+
+    def honest(image_embeds, text_embeds):
+        x, y = np.asarray(image_embeds, float), np.asarray(text_embeds, float)
+        x, y = x / np.linalg.norm(x, axis=1, keepdims=True), y / np.linalg.norm(y, axis=1, keepdims=True)
+        return float(np.linalg.norm(x.mean(axis=0) - y.mean(axis=0)))
+
+    for borrowed, name in ((via_gap, "modality_gap"), (via_vector, "modality_gap_vector")):
+        result = nb02.q4.check(borrowed)
+        assert not result.correct and f"course.metrics.{name}" in result.message, result.message
+    assert nb02.q4.check(honest).correct
 
 
 def test_the_course_siglip_losses_cannot_answer_the_sigmoid_exercise(tmp_path):

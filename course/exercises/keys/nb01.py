@@ -42,6 +42,10 @@ q1 = ValueKey(
         Mistake("translation (C) takes text in and gives text out: two languages are one "
                 "modality.", value=["B", "C", "D", "E"]),
         Mistake("speech-to-text (E) is multimodal too: audio in, text out.", value=["B", "D"]),
+        Mistake("sorting photos into a fixed set of species (A) is an image in and one of 200 "
+                "categories out: the categories are indices, not text the model reads. (Done "
+                "zero-shot, reading the species' names, it would be multimodal; as a fixed "
+                "classifier it is not.)", value=["A", "B", "D", "E"]),
     ],
 )
 
