@@ -139,6 +139,49 @@ bound = math.expm1(0.01) / 7
 max_temperature = -1 / math.log(
     bound
 )''',
+    "nb03.q4": '''
+import torch
+import torch.nn.functional as F
+
+x = F.normalize(image_embeds, dim=-1)
+y = F.normalize(text_embeds, dim=-1)
+logits = logit_scale * x @ y.T + logit_bias
+
+# +1 on the diagonal (the matching pairs), -1 everywhere else
+n = len(logits)
+labels = 2 * torch.eye(n) - torch.ones(n, n)
+return -F.logsigmoid(labels * logits).sum() / n''',
+    "nb04.q4": '''
+import torch
+import torch.nn.functional as F
+
+logits = torch.as_tensor(logits, dtype=torch.float32)
+targets = torch.as_tensor(targets)
+
+# search log T on a grid, then refine around the best point
+def nll(log_t):
+    return F.cross_entropy(logits / math.exp(log_t), targets).item()
+
+grid = [i / 100 for i in range(-500, 501)]
+best = min(grid, key=nll)
+fine = [best + i / 10000 for i in range(-100, 101)]
+return math.exp(min(fine, key=nll))''',
+    "nb05.q5": '''
+exact = np.asarray(exact_ids)[:, :k]
+approx = np.asarray(approx_ids)[:, :k]
+
+found = 0
+for true_row, got_row in zip(exact, approx):
+    found += len(set(true_row.tolist()) & set(got_row.tolist()))
+
+return found / (len(exact) * k)''',
+    "nb07.q4": '''
+import torch
+
+start = bos.reshape(1, -1)
+end = eos.reshape(1, -1)
+pieces = [start, context, class_tokens, end]  # the order CoOp feeds the text tower
+return torch.cat(pieces, dim=0)''',
     "nb04.q1": '''
 import torch.nn.functional as F
 
@@ -249,6 +292,13 @@ WRONG = {
                 "logits = logit_scale * F.normalize(image_embeds, dim=-1) "
                 "@ F.normalize(class_embeds, dim=-1).T\n"
                 "return logits.softmax(dim=0)"),
+    "nb03.q4": ("import torch\nimport torch.nn.functional as F\n\n"
+                "x, y = F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)\n"
+                "logits = logit_scale * x @ y.T + logit_bias\n"
+                "return F.binary_cross_entropy_with_logits(logits, torch.eye(len(logits)))"),
+    "nb04.q4": ("return 1.0  # nothing fitted"),
+    "nb05.q5": ("return float(np.mean(np.asarray(exact_ids)[:, :k] == np.asarray(approx_ids)[:, :k]))"),
+    "nb07.q4": ("import torch\n\nreturn torch.cat([context, class_tokens], dim=0)"),
     "nb04.q2": 'my_templates = "{}"',
     "nb04.q3": ("top = np.argsort(-np.asarray(probs), axis=1)[:, :k]\n"
                 "return 100 * float((top == np.asarray(targets)[:, None]).any(axis=1).mean())"),

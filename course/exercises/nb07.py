@@ -20,6 +20,24 @@ q1 = FunctionExercise(
     ],
 )
 
+# Defined in the order the notebook asks them (q4, CoOp, came last and sits in section 3).
+q4 = FunctionExercise(
+    "nb07.q4",
+    "CoOp's prompt for one class",
+    answer_name="coop_prompt",
+    variants=["numpy"],
+    hints=[
+        ("The text tower reads one vector per position. CoOp's prompt for a class is the start "
+         "token, then the M learned context vectors, then the class name's tokens, then the end "
+         "token."),
+        ("`bos` and `eos` are single vectors of shape (W,): give them a leading axis of 1 "
+         "(`bos[None]`) so that every piece is a matrix of W columns."),
+        ("Join the four pieces along the first axis (`torch.cat([...], dim=0)`), in that order; "
+         "the result has one row per position."),
+    ],
+)
+
+
 q2 = FunctionExercise(
     "nb07.q2",
     "adapt and beat zero-shot on the target",
@@ -45,21 +63,5 @@ q3 = FunctionExercise(
         "First keep only the alphas whose source accuracy is at least min_source.",
         "Among those, take the best target accuracy; on a tie, the smaller alpha.",
         "If no alpha keeps the source accuracy, return the alpha with the best source accuracy.",
-    ],
-)
-
-q4 = FunctionExercise(
-    "nb07.q4",
-    "CoOp's prompt for one class",
-    answer_name="coop_prompt",
-    variants=["numpy"],
-    hints=[
-        ("The text tower reads one vector per position. CoOp's prompt for a class is the start "
-         "token, then the M learned context vectors, then the class name's tokens, then the end "
-         "token."),
-        ("`bos` and `eos` are single vectors of shape (W,): give them a leading axis of 1 "
-         "(`bos[None]`) so that every piece is a matrix of W columns."),
-        ("Join the four pieces along the first axis (`torch.cat([...], dim=0)`), in that order; "
-         "the result has one row per position."),
     ],
 )
