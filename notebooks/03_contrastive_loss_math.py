@@ -664,8 +664,8 @@ for row in summary:
 # tell the two losses apart. The only point estimate on the paper's side is at a batch of 8,
 # where the sigmoid is ahead by about a point, well inside its interval; at the larger batches
 # the softmax is ahead on average, again inside the intervals. At a batch of 512 (32 steps)
-# every sigmoid seed ends near chance ($1/48 \approx 2\%$); the softmax seeds are spread from
-# near chance to well above it (printed), so even there the interval cannot rule out a tie.
+# every sigmoid seed ends near chance ($1/48 \approx 2\%$); the softmax seeds are spread
+# widely (printed), so even there the interval cannot rule out a tie.
 # The sigmoid's learned $t$ and $b$ (printed) stay near the paper's starting values, 10 and
 # $-10$, at every batch size, in the 2,048 steps of batch 8 as in the 32 of batch 512: so they
 # do not explain why batch 512 fails, and this measurement does not isolate what does (the

@@ -557,11 +557,12 @@ show_figure(fig, "Line chart of recall@10 against speed-up over exact search for
 # %% [markdown]
 # Read the printed lines from the top. Recall climbs with `nprobe`: one cell per query misses
 # many true neighbours (those filed in the next cell over), and a few more cells find nearly
-# all of them, until recall saturates. Speed falls as `nprobe` grows, but not smoothly at the
-# smallest values: with one or two cells, fixed costs per search (comparing each query with
-# all `nlist` centres, gathering the results) weigh as much as scanning the cells, and timing
-# noise is as large as the differences, so read the first speed-ups as "about the same". From
-# a few cells up, each doubling of `nprobe` costs speed and buys no recall. The default
+# all of them, until recall saturates. Speed falls as `nprobe` grows, but not at the smallest
+# values: with one or two cells, fixed costs per search (comparing each query with all `nlist`
+# centres, gathering the results) weigh as much as scanning the cells, and on a shared machine
+# timing noise is as large as the differences, so the first speed-ups may come out in any
+# order. From a few cells up, each doubling of `nprobe` costs speed and, once recall has
+# saturated, buys nothing. The default
 # (`max(16, nlist // 16)` cells) sits on the safe side. At this size exact search is still
 # fast; the trade matters at millions of vectors, where exact search scans every vector and
 # the index only a few cells' worth (the course's benchmark measures 10 million).

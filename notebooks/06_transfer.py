@@ -450,7 +450,7 @@ curve = json.loads(stored.read_text())["curve"]
 print(f"stored benchmark results: {curve['steps']} steps per point, "
       f"training seeds {curve['seeds']}")
 bound = json.loads(stored.read_text())["text_bound"]["pocket-lm"]
-print("text-only bound on held-out words (images placed exactly on their course caption): "
+print("text-only bound on held-out words (images placed exactly on their course caption):\n    "
       + ", ".join(f"{kind} {bound[f'{kind}_held_out']['value']:.1%}"
                   for kind in ("colour", "shape", "both")))
 fig, ax = plt.subplots(figsize=(7, 3.4))
@@ -463,7 +463,7 @@ for arm, label, colour in (("lm", "frozen pre-trained language model", "tab:blue
         ax.errorbar(curve["pairs"], value, yerr=error, fmt="o" + style, color=colour, capsize=3,
                     label=f"{label}: {'course words' if kind == 'course' else 'paraphrases'}")
         print(f"{label}, {kind}:\n    " + ", ".join(
-            f"{n:,} pairs {p['value']:.1%} ({p['low']:.1%}-{p['high']:.1%})"
+            f"{n:,} pairs {p['value']:.1%} ({100 * p['low']:.1f}-{100 * p['high']:.1f})"
             for n, p in zip(curve["pairs"], points)))
 ax.axhline(1 / 48, color="grey", lw=0.8, ls=":", label="chance")
 ax.set(xscale="log", xlabel="training pairs", ylabel="48-way zero-shot top-1", ylim=(0, 1.02))
