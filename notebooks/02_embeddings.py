@@ -412,6 +412,7 @@ show_figure(fig, "Left: histograms of the cosine between each image and the capt
             "(log scale).")
 print(f"image 0: best cosine {row.max():.2f}, 48-way softmax of the raw cosines gives it "
       f"{row.softmax(dim=0).max():.1%}, of {clip.logit_scale:.1f} x cosine {(clip.logit_scale * row).softmax(dim=0).max():.1%}")
+print(f"uniform over the {len(row)} captions: {1 / len(row):.1%}")
 
 # %% [markdown]
 # A cosine is not a confidence. Cosines live in $[-1, 1]$, and with the gap a caption never

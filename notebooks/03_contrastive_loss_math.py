@@ -519,7 +519,7 @@ for name, model in [("live-trained (100 steps)", live), ("shipped pocket", cours
 # %% [markdown]
 # Eight distinct pairs lit up on the diagonal above are an easy test: each caption there only has
 # to beat seven others. 48-way classification of fresh images asks much more, and the short run
-# is far from the shipped model there, though well above guessing (compare both lines with 2%).
+# is far from the shipped model there, though well above guessing.
 
 # %% [markdown]
 # ## 8. Sigmoid instead of softmax: SigLIP

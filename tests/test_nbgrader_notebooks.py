@@ -152,6 +152,8 @@ n = len(logits)
 labels = 2 * torch.eye(n) - torch.ones(n, n)
 return -F.logsigmoid(labels * logits).sum() / n''',
     "nb04.q4": '''
+import math
+
 import torch
 import torch.nn.functional as F
 

@@ -112,7 +112,8 @@ def _mean_pair_distance(x, y):
 
 # Plausible mistakes per exercise, and words the feedback must contain (naming the mistake).
 WRONG = [
-    ("nb01.q1", ["A", "B", "D", "E"], "1 of your 4 choices does not belong"),
+    ("nb01.q1", ["A", "B", "D", "E"], "a fixed set of species (A)"),
+    ("nb01.q1", ["A", "B", "C", "D", "E"], "2 of your 5 choices do not belong"),
     ("nb01.q1", ["B", "C", "D", "E"], "two languages are one modality"),
     ("nb01.q2", lambda similarities, labels: labels[int(np.argmin(similarities))], "argmin"),
     ("nb01.q3", 32_768**2, "diagonal are positives"),
