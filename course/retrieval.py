@@ -291,11 +291,7 @@ def _read_index_file(path: Path) -> tuple[torch.Tensor, int, int | None, list[An
     if raw is None or raw.dtype != torch.uint8 or raw.ndim != 1:
         raise ValueError(f"{path} holds no index metadata (it has {keys}); it was not written "
                          "by EmbeddingIndex.save")
-    try:
-        meta = json.loads(bytes(raw.numpy()).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} is damaged: its metadata is not valid JSON ({err}); save the "
-                         "index again") from None
+    meta = _json_meta(raw, path)
     count, dim, items = _check_meta(meta, path, _FORMAT_VERSION)
     return _checked_embeddings(embeds, keys, path), count, dim, items
 
@@ -377,6 +373,16 @@ def _check_items(items: Sequence[Any] | None, n: int) -> list[Any] | None:
     if len(out) != n:
         raise ValueError(f"got {len(out)} items for {n} embeddings")
     return out
+
+
+
+def _json_meta(raw: torch.Tensor, path: Path) -> Any:
+    """The JSON metadata block of a saved index file, or a clear error naming the file."""
+    try:
+        return json.loads(bytes(raw.numpy()).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is damaged: its metadata is not valid JSON ({err}); save the "
+                         "index again") from None
 
 
 def _rows_to_add(dim: int, kept: list[Any] | None, size: int,
@@ -630,11 +636,7 @@ class ApproximateIndex:
                 or blob.ndim != 1 or raw.ndim != 1):
             raise ValueError(f"{file} holds no FAISS index and metadata (it has {keys}); it "
                              "was not written by ApproximateIndex.save")
-        try:
-            meta = json.loads(bytes(raw.numpy()).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{file} is damaged: its metadata is not valid JSON ({err}); save "
-                             "the index again") from None
+        meta = _json_meta(raw, file)
         count, dim, items = _check_meta(meta, file, _APPROX_FORMAT, "ApproximateIndex")
         data = blob.numpy()
         if not isinstance(meta.get("sha256"), str) or \
