@@ -375,7 +375,6 @@ def _check_items(items: Sequence[Any] | None, n: int) -> list[Any] | None:
     return out
 
 
-
 def _json_meta(raw: torch.Tensor, path: Path) -> Any:
     """The JSON metadata block of a saved index file, or a clear error naming the file."""
     try:
